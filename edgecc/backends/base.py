@@ -1,0 +1,175 @@
+"""The parts every backend is made of: a description (Backend), a Compiler and a Runner.
+
+A Backend says whether it is available here and why not, which precisions it serves on a target and
+which ops it supports. Its Compiler turns a prepared model into files in an artifact directory; its
+Runner opens an artifact and runs it. Nothing here imports a backend's library.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from ..errors import BackendUnavailable, BadInputError, UnsupportedError
+
+if TYPE_CHECKING:
+    from ..artifact import Artifact
+    from ..graph.io import PreparedModel, TensorSpec
+    from ..targets import Target
+
+Precision = Literal["fp32", "bf16", "fp16", "int8"]
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
+
+
+class BackendOptions(BaseModel):
+    """Base of each backend's typed options; unknown keys are an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Availability:
+    available: bool
+    reason: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LayerTime:
+    """One layer's share of a run, averaged over the profiled runs (ms)."""
+
+    name: str
+    op_type: str
+    time_ms: float
+    exec_type: str = ""
+
+
+@dataclass
+class CompileOutput:
+    """What a Compiler reports besides the files it wrote."""
+
+    options: BackendOptions
+    passes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class Compiler(ABC):
+    @abstractmethod
+    def compile(
+        self, model: PreparedModel, target: Target, precision: str, options: BackendOptions, out_dir: Path
+    ) -> CompileOutput:
+        """Write the backend's files for ``model`` into ``out_dir`` (which exists and is empty)."""
+
+
+class Runner(ABC):
+    """Runs one artifact. Use as a context manager; ``run`` validates inputs, then calls ``_run``."""
+
+    def __init__(self, artifact: Artifact):
+        self.artifact = artifact
+        self.inputs: list[TensorSpec] = artifact.inputs
+        self.outputs: list[TensorSpec] = artifact.outputs
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the backend's resources."""
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once on ``feeds`` (name -> array) and return outputs by name."""
+        expected = {s.name: s for s in self.inputs}
+        if set(feeds) != set(expected):
+            raise BadInputError(
+                f"inputs {sorted(feeds)} do not match the model's inputs {sorted(expected)}"
+            )
+        for name, spec in expected.items():
+            arr = feeds[name]
+            if tuple(arr.shape) != tuple(spec.shape):
+                raise BadInputError(f"input '{name}' has shape {list(arr.shape)}, the artifact expects {list(spec.shape)}")
+            if arr.dtype.name != spec.dtype:
+                raise BadInputError(f"input '{name}' has dtype {arr.dtype.name}, the artifact expects {spec.dtype}")
+        return self._run(feeds)
+
+    @abstractmethod
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def layer_profile(self, feeds: dict[str, np.ndarray], runs: int) -> list[LayerTime] | None:
+        """Per-layer times averaged over ``runs`` runs, slowest first; None when the backend gives none."""
+        return None
+
+
+class Backend(ABC):
+    """A backend's description: identity, availability, capability; and its compiler and runner."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    #: the pip extra that installs this backend's library, e.g. "openvino"
+    extra: ClassVar[str | None] = None
+    options_model: ClassVar[type[BackendOptions]] = BackendOptions
+
+    @property
+    def install_command(self) -> str:
+        return f'pip install "edgecc[{self.extra}]"' if self.extra else ""
+
+    @abstractmethod
+    def availability(self) -> Availability:
+        """Whether this backend can compile and run here; never raises and never crashes."""
+
+    def require(self) -> None:
+        """Raise BackendUnavailable with the install command when this backend is missing."""
+        a = self.availability()
+        if not a.available:
+            hint = f"; install it with: {self.install_command}" if self.install_command else ""
+            raise BackendUnavailable(f"backend {self.name} is unavailable: {a.reason}{hint}")
+
+    @abstractmethod
+    def precisions(self, target: Target) -> tuple[str, ...]:
+        """Precisions this backend serves on ``target`` (without calibration data)."""
+
+    def check_precision(self, target: Target, precision: str) -> None:
+        if precision not in PRECISIONS:
+            raise BadInputError(f"unknown precision '{precision}'; known: {', '.join(PRECISIONS)}")
+        can = self.precisions(target)
+        if precision not in can:
+            raise UnsupportedError(
+                f"backend {self.name} cannot run {precision} on target {target.name}; it can: {', '.join(can)}"
+            )
+
+    @abstractmethod
+    def unsupported_ops(self, model: PreparedModel) -> list[str]:
+        """Op types in ``model`` this backend cannot run, as 'domain::Op' (or 'Op' for the default domain)."""
+
+    def parse_options(self, options: dict[str, object] | BackendOptions | None) -> BackendOptions:
+        """Validate user options into this backend's options model (the boundary check)."""
+        from pydantic import ValidationError
+
+        if isinstance(options, self.options_model):
+            return options
+        try:
+            return self.options_model.model_validate(options or {})
+        except ValidationError as e:
+            first = e.errors()[0]
+            raise BadInputError(f"{self.name} option {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+    @abstractmethod
+    def compiler(self) -> Compiler: ...
+
+    @abstractmethod
+    def open_runner(self, artifact: Artifact, *, profile_layers: bool = False) -> Runner:
+        """Open ``artifact`` for running here; with ``profile_layers`` the runner records per-layer times."""
+
+
+def op_id(domain: str, op_type: str) -> str:
+    return op_type if domain in ("", "ai.onnx") else f"{domain}::{op_type}"
+
+
+def unavailable(name: str, reason: str) -> BackendUnavailable:
+    return BackendUnavailable(f"backend {name} is unavailable: {reason}")

@@ -1,0 +1,1 @@
+"""Everything that reads or rewrites ONNX, on onnx_ir."""

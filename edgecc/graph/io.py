@@ -1,0 +1,272 @@
+"""Load, validate, make static and save ONNX models, on onnx_ir.
+
+A model reference is a path to an .onnx file (external data beside it is followed) or ``zoo:NAME``
+for a bundled model. :func:`prepare_model` is the one entry point the API uses: it loads, validates
+with the full ``onnx.checker``, fixes dynamic input dimensions, infers shapes and sets an IR version
+onnxruntime accepts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+from onnx_ir.passes.common import ShapeInferencePass
+
+from ..errors import BadInputError, ModelError
+
+ZOO_PREFIX = "zoo:"
+# onnxruntime 1.31 rejects IR versions above this; onnx 1.23 writes 14 by default.
+MAX_IR_VERSION = 10
+# protobuf cannot hold more than 2 GiB: larger models keep their weights in external data.
+EXTERNAL_DATA_THRESHOLD = 1 << 30
+
+_SHAPE_RE = re.compile(r"^(?P<name>.+):(?P<dims>\d+(,\d+)*)$")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A graph input or output: name, numpy dtype name and static shape."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+
+@dataclass
+class PreparedModel:
+    """A validated model with static input shapes, ready for passes and backends."""
+
+    model: ir.Model
+    source: str
+    name: str
+    sha256: str
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [_spec(v) for v in self.model.graph.inputs]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [_spec(v) for v in self.model.graph.outputs]
+
+
+def _spec(value: ir.Value) -> TensorSpec:
+    dims = tuple(d if isinstance(d, int) else -1 for d in (value.shape or ()))
+    dtype = np.dtype(value.dtype.numpy()).name if value.dtype is not None else "unknown"
+    return TensorSpec(value.name or "", dtype, dims)
+
+
+def parse_input_shapes(specs: list[str] | tuple[str, ...] | None) -> dict[str, tuple[int, ...]]:
+    """Parse ``NAME:D0,D1,...`` flags into {name: dims}. Names may contain ':'; dims are positive ints."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in specs or ():
+        for part in _split_specs(spec):
+            m = _SHAPE_RE.match(part.strip())
+            if not m:
+                raise BadInputError(f"malformed --input-shape '{part}': expected NAME:D0,D1,... e.g. input:1,3,224,224")
+            dims = tuple(int(d) for d in m.group("dims").split(","))
+            if any(d <= 0 for d in dims):
+                raise BadInputError(f"--input-shape '{part}': every dimension must be a positive integer")
+            if m.group("name") in shapes:
+                raise BadInputError(f"--input-shape gives '{m.group('name')}' twice")
+            shapes[m.group("name")] = dims
+    return shapes
+
+
+def _split_specs(spec: str) -> list[str]:
+    # Several shapes may be given in one flag separated by spaces or ';'.
+    return [p for p in re.split(r"[;\s]+", spec) if p]
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _load_zoo(name: str) -> tuple[onnx.ModelProto, dict[str, tuple[int, ...]]]:
+    from .. import zoo
+
+    entry = zoo.get(name)
+    return entry.build(0), dict(entry.default_shapes)
+
+
+def _check_external_data(proto: onnx.ModelProto, path: Path) -> None:
+    """Name the missing or short external data file before onnx fails on it less clearly."""
+    for tensor in _all_tensors(proto):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        data_path = (path.parent / location).resolve()
+        if not location or not data_path.is_file():
+            raise ModelError(f"{path}: initializer '{tensor.name}' refers to external data file '{location}', which is missing")
+        offset, length = int(info.get("offset", 0)), info.get("length")
+        size = data_path.stat().st_size
+        if length is not None and offset + int(length) > size:
+            raise ModelError(
+                f"{path}: external data file '{location}' is too short for initializer '{tensor.name}' "
+                f"(needs {offset + int(length)} bytes, has {size})"
+            )
+
+
+def _all_tensors(proto: onnx.ModelProto):
+    yield from proto.graph.initializer
+    for node in proto.graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                yield attr.t
+
+
+def _read_file(path: Path) -> onnx.ModelProto:
+    if not path.exists():
+        raise ModelError(f"{path}: no such file")
+    if path.is_dir():
+        raise ModelError(f"{path}: is a directory, expected an .onnx file")
+    if path.stat().st_size == 0:
+        raise ModelError(f"{path}: file is empty")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf raises DecodeError and others; all mean "not an ONNX model"
+        raise ModelError(f"{path}: not a valid ONNX model (cannot parse protobuf: {e})") from None
+    if not proto.graph.node and not proto.graph.output:
+        raise ModelError(f"{path}: not a valid ONNX model (no graph)")
+    _check_external_data(proto, path)
+    return proto
+
+
+def _validate(proto: onnx.ModelProto, path: Path | None, source: str) -> None:
+    try:
+        if path is not None and any(t.data_location == onnx.TensorProto.EXTERNAL for t in _all_tensors(proto)):
+            onnx.checker.check_model(str(path), full_check=True)
+        else:
+            onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{source}: invalid ONNX model: {first}") from None
+
+
+def load_model(ref: str | os.PathLike[str]) -> tuple[ir.Model, str, dict[str, tuple[int, ...]]]:
+    """Load and validate a model: returns (model, sha256 of its bytes, default input shapes).
+
+    Default shapes come from the zoo entry for ``zoo:`` references and are empty for files.
+    """
+    ref = str(ref)
+    if ref.startswith(ZOO_PREFIX):
+        proto, defaults = _load_zoo(ref[len(ZOO_PREFIX):])
+        _validate(proto, None, ref)
+        return ir.serde.deserialize_model(proto), hashlib.sha256(proto.SerializeToString()).hexdigest(), defaults
+    path = Path(ref)
+    proto = _read_file(path)
+    _validate(proto, path, str(path))
+    try:
+        model = ir.load(path)
+    except Exception as e:  # onnx_ir raises on anything it cannot represent; that is bad input
+        raise ModelError(f"{path}: cannot be read into the graph IR: {e}") from None
+    return model, _sha256_file(path), {}
+
+
+def fix_input_shapes(
+    model: ir.Model, shapes: dict[str, tuple[int, ...]], defaults: dict[str, tuple[int, ...]] | None = None, source: str = "model"
+) -> None:
+    """Make every graph input static, in place, from ``shapes`` (then ``defaults``).
+
+    Raises ModelError naming each input that stays dynamic, and BadInputError for a shape that names
+    no input, has the wrong rank, or contradicts a static dimension.
+    """
+    inputs = {v.name: v for v in model.graph.inputs}
+    unknown = [n for n in shapes if n not in inputs]
+    if unknown:
+        raise BadInputError(
+            f"--input-shape names {', '.join(repr(n) for n in unknown)}, which the model does not have; "
+            f"inputs: {', '.join(inputs)}"
+        )
+    missing = []
+    for name, value in inputs.items():
+        declared = tuple(value.shape) if value.shape is not None else None
+        given = shapes.get(name) or (defaults or {}).get(name)
+        if given is None:
+            if declared is None or not all(isinstance(d, int) for d in declared):
+                dims = "unknown rank" if declared is None else "[" + ",".join(str(d) for d in declared) + "]"
+                missing.append(f"{name} {dims}")
+            elif any(d == 0 for d in declared):
+                raise ModelError(f"{source}: input '{name}' has a zero-sized dimension {list(declared)}")
+            continue
+        if declared is not None:
+            if len(declared) != len(given):
+                raise BadInputError(
+                    f"--input-shape {name}: rank {len(given)} given, the model declares rank {len(declared)} {_fmt(declared)}"
+                )
+            for i, (d, g) in enumerate(zip(declared, given)):
+                if isinstance(d, int) and d > 0 and d != g:
+                    raise BadInputError(
+                        f"--input-shape {name}: dimension {i} is {g}, but the model fixes it to {d} {_fmt(declared)}"
+                    )
+        value.shape = ir.Shape(list(given))
+    if missing:
+        example = " ".join(f"--input-shape {m.split()[0]}:D0,D1,..." for m in missing)
+        raise ModelError(f"{source}: dynamic input shapes need values: {'; '.join(missing)} (give {example})")
+
+
+def _fmt(dims: tuple) -> str:
+    return "[" + ",".join(str(d) for d in dims) + "]"
+
+
+def _fix_ir_version(model: ir.Model) -> None:
+    """Lower the IR version to what onnxruntime accepts, but never below what the opsets need."""
+    opsets = [onnx.helper.make_opsetid(domain, version) for domain, version in model.opset_imports.items()]
+    try:
+        needed = onnx.helper.find_min_ir_version_for(opsets, ignore_unknown=True)
+    except Exception:  # unknown domains only lower what we can say; keep the model's own value then
+        needed = 3
+    model.ir_version = max(needed, min(model.ir_version, MAX_IR_VERSION))
+
+
+def infer_shapes(model: ir.Model) -> None:
+    """Infer every intermediate shape in place (large initializers are handled by onnx_ir)."""
+    ShapeInferencePass(check_type=True, strict_mode=False, data_prop=True)(model)
+
+
+def prepare_model(
+    ref: str | os.PathLike[str], input_shapes: dict[str, tuple[int, ...]] | None = None
+) -> PreparedModel:
+    """Load, validate, make static and shape-infer the model at ``ref`` (a path or ``zoo:NAME``)."""
+    model, sha, defaults = load_model(ref)
+    source = str(ref)
+    fix_input_shapes(model, input_shapes or {}, defaults, source)
+    _fix_ir_version(model)
+    infer_shapes(model)
+    name = source[len(ZOO_PREFIX):] if source.startswith(ZOO_PREFIX) else Path(source).stem
+    return PreparedModel(model=model, source=source, name=name, sha256=sha)
+
+
+def model_bytes(model: ir.Model) -> int:
+    """Bytes of all initializers (the size the weights take on disk or in memory)."""
+    return sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+
+
+def save_model(model: ir.Model, path: str | os.PathLike[str]) -> Path:
+    """Save ``model`` to ``path``; weights go to ``<name>.data`` beside it when they pass 1 GiB."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if model_bytes(model) > EXTERNAL_DATA_THRESHOLD:
+        ir.save(model, path, external_data=path.name + ".data")
+    else:
+        ir.save(model, path)
+    return path
+
+
+def to_proto(model: ir.Model) -> onnx.ModelProto:
+    return ir.serde.serialize_model(model)
