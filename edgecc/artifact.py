@@ -135,6 +135,7 @@ def write_artifact(out_dir: Path, build: Callable[[Path], Manifest]) -> Artifact
     check_destination(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; an artifact is an ordinary directory
     try:
         manifest = build(staging)
         manifest = manifest.model_copy(update={"files": _checksums(staging)})

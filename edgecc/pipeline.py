@@ -1,0 +1,180 @@
+"""The compile and profile steps every backend goes through, in-process.
+
+``build_artifact`` turns a prepared model into a verified artifact directory (backend files, the
+reference inputs/outputs from onnxruntime on the original model, manifest). ``profile_artifact``
+runs an artifact: checks its outputs against that reference, times it and breaks it down per layer.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .artifact import REFERENCE, Artifact, Manifest, ModelInfo, TensorSpecModel, common_versions, write_artifact
+from .backends import Backend
+from .errors import UnsupportedError
+from .graph.io import PreparedModel, save_model
+from .profiling.inputs import make_inputs
+from .profiling.timing import LatencyStats, measure
+from .profiling.verify import TOLERANCES, compare_outputs, reference_outputs
+from .report.schema import LayerRow, ResultRow
+from .targets import Target
+
+INPUT_PREFIX = "input:"
+OUTPUT_PREFIX = "output:"
+
+
+def check_request(backend: Backend, target: Target, precision: str) -> None:
+    """Fail early, with the reason, when ``backend`` cannot build ``precision`` for ``target``."""
+    if target.settings_for(backend.name) is None:
+        raise UnsupportedError(
+            f"target {target.name} does not list backend {backend.name}; its backends: {', '.join(target.backends())}"
+        )
+    backend.require()
+    backend.check_precision(target, precision)
+
+
+def check_ops(backend: Backend, model: PreparedModel) -> None:
+    missing = backend.unsupported_ops(model)
+    if missing:
+        raise UnsupportedError(f"{model.source}: backend {backend.name} does not support op(s): {', '.join(missing)}")
+
+
+def write_reference(model: PreparedModel, path: Path, seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Seeded inputs and onnxruntime's outputs on ``model``, saved together as one .npz."""
+    feeds = make_inputs(model.model, model.inputs, seed)
+    with tempfile.TemporaryDirectory(prefix="edgecc-ref-") as tmp:
+        outputs = reference_outputs(str(save_model(model.model, Path(tmp) / "model.onnx")), feeds)
+    arrays = {INPUT_PREFIX + k: v for k, v in feeds.items()} | {OUTPUT_PREFIX + k: v for k, v in outputs.items()}
+    np.savez(path, **arrays)
+    return feeds, outputs
+
+
+def read_reference(artifact: Artifact) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
+    path = artifact.file(REFERENCE)
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        feeds = {k[len(INPUT_PREFIX):]: data[k] for k in data.files if k.startswith(INPUT_PREFIX)}
+        outputs = {k[len(OUTPUT_PREFIX):]: data[k] for k in data.files if k.startswith(OUTPUT_PREFIX)}
+    return feeds, outputs
+
+
+def build_artifact(
+    model: PreparedModel,
+    target: Target,
+    backend: Backend,
+    precision: str,
+    options: dict[str, object] | None,
+    out_dir: Path,
+    *,
+    reference: bool = True,
+) -> Artifact:
+    """Compile ``model`` with ``backend`` for ``target`` into ``out_dir`` (replaced only on success)."""
+    check_request(backend, target, precision)
+    parsed = backend.parse_options(options)
+    check_ops(backend, model)
+
+    def build(staging: Path) -> Manifest:
+        t0 = time.perf_counter()
+        result = backend.compiler().compile(model, target, precision, parsed, staging)
+        compile_s = time.perf_counter() - t0
+        if reference:
+            write_reference(model, staging / REFERENCE)
+        return Manifest(
+            backend=backend.name,
+            precision=precision,
+            versions=common_versions() | backend.availability().versions,
+            target=target,
+            model=ModelInfo(source=model.source, name=model.name, sha256=model.sha256),
+            inputs=[TensorSpecModel(**s.to_json()) for s in model.inputs],
+            outputs=[TensorSpecModel(**s.to_json()) for s in model.outputs],
+            passes=["fix-input-shapes", "shape-inference", *result.passes],
+            options=result.options.model_dump(mode="json"),
+            notes=result.notes,
+            compile_s=round(compile_s, 4),
+            files={},
+        )
+
+    return write_artifact(out_dir, build)
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def profile_artifact(
+    artifact: Artifact,
+    backend: Backend,
+    *,
+    warmup: int = 10,
+    runs: int = 50,
+    min_time_s: float = 1.0,
+    layer_runs: int = 10,
+    feeds: dict[str, np.ndarray] | None = None,
+    flops: int | None = None,
+) -> ResultRow:
+    """Run ``artifact`` here: verify against its reference, time it, profile per layer.
+
+    ``feeds`` replaces the stored reference inputs; outputs are then verified only if a reference
+    for exactly those inputs is not available (the row says ``verified: null``).
+    """
+    backend.require()
+    manifest = artifact.manifest
+    ref = read_reference(artifact)
+    expected = None
+    if feeds is None:
+        if ref is None:
+            feeds = make_inputs_for(artifact)
+        else:
+            feeds, expected = ref
+    with backend.open_runner(artifact) as runner:
+        outputs = runner.run(feeds)
+        samples = measure(lambda: runner.run(feeds), warmup=warmup, runs=runs, min_time_s=min_time_s)
+    layers: list[LayerRow] = []
+    if layer_runs > 0:
+        with backend.open_runner(artifact, profile_layers=True) as runner:
+            found = runner.layer_profile(feeds, layer_runs) or []
+        layers = [LayerRow(name=l.name, op_type=l.op_type, time_ms=l.time_ms, exec_type=l.exec_type) for l in found]
+    stats = LatencyStats.from_samples(samples)
+    batch = manifest.inputs[0].shape[0] if manifest.inputs and manifest.inputs[0].shape else 1
+    row = ResultRow(
+        backend=manifest.backend,
+        precision=manifest.precision,
+        status="ok",
+        latency_ms=stats,
+        throughput_per_s=1000.0 * batch / stats.mean,
+        compile_s=manifest.compile_s,
+        artifact_bytes=artifact.total_bytes,
+        runs=len(samples),
+        peak_memory_bytes=peak_rss_bytes(),
+        gflops_per_s=(flops / (stats.p50 * 1e6)) if flops else None,
+        layers=layers,
+        artifact=str(artifact.path),
+    )
+    if expected is not None:
+        err = compare_outputs(expected, outputs)
+        ok = err.within(TOLERANCES[manifest.precision])
+        row = row.model_copy(update={
+            "max_abs_error": err.max_abs_error, "mean_abs_error": err.mean_abs_error, "cosine": err.cosine,
+            "verified": ok, "status": "ok" if ok else "failed",
+            "error": None if ok else err.describe_failure(manifest.precision),
+        })
+    return row
+
+
+def make_inputs_for(artifact: Artifact) -> dict[str, np.ndarray]:
+    """Seeded inputs for an artifact without reference data (floats N(0,1), integers {0,1})."""
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for s in artifact.inputs:
+        dt = np.dtype(s.dtype)
+        feeds[s.name] = rng.standard_normal(s.shape).astype(dt) if dt.kind == "f" else rng.integers(0, 2, s.shape).astype(dt)
+    return feeds

@@ -1,0 +1,1 @@
+"""Timing harness, statistics, output comparison against the reference, and input generation."""

@@ -1,0 +1,1 @@
+"""Results as data (the JSON contract), and their rendering for people."""

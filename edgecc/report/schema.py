@@ -1,0 +1,57 @@
+"""The JSON contract of ``profile --json`` and ``compare --json``. Keys are read by other tools:
+add keys freely, never rename or remove one."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from ..profiling.timing import LatencyStats
+
+Status = Literal["ok", "failed", "unavailable"]
+
+
+class LayerRow(BaseModel):
+    name: str
+    op_type: str
+    time_ms: float
+    exec_type: str = ""
+
+
+class ResultRow(BaseModel):
+    """One backend x precision on one target."""
+
+    backend: str
+    precision: str
+    status: Status
+    error: str | None = None
+    latency_ms: LatencyStats | None = None
+    throughput_per_s: float | None = Field(None, description="samples per second at the model's batch size, sequential runs")
+    speedup: float | None = Field(None, description="baseline p50 / this row's p50, both measured in the same run")
+    max_abs_error: float | None = None
+    mean_abs_error: float | None = None
+    cosine: float | None = None
+    verified: bool | None = Field(None, description="outputs within this precision's tolerance of the reference")
+    compile_s: float | None = None
+    artifact_bytes: int | None = None
+    runs: int | None = None
+    peak_memory_bytes: int | None = Field(None, description="peak resident memory of the process that compiled and ran this row")
+    gflops_per_s: float | None = Field(None, description="model FLOPs / p50 latency")
+    layers: list[LayerRow] = Field(default_factory=list, description="slowest layers first, averaged per run")
+    artifact: str | None = None
+
+
+class Baseline(BaseModel):
+    backend: str = "onnxruntime"
+    precision: str = "fp32"
+
+
+class CompareReport(BaseModel):
+    model: str
+    target: str
+    baseline: Baseline = Baseline()
+    results: list[ResultRow]
+    measured_on: str = Field(description="the machine the rows ran on")
+    versions: dict[str, str] = Field(default_factory=dict)
+    flops: int | None = None
