@@ -8,6 +8,7 @@ runs an artifact: checks its outputs against that reference, times it and breaks
 from __future__ import annotations
 
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -31,10 +32,9 @@ OUTPUT_PREFIX = "output:"
 
 def check_request(backend: Backend, target: Target, precision: str) -> None:
     """Fail early, with the reason, when ``backend`` cannot build ``precision`` for ``target``."""
-    if target.settings_for(backend.name) is None:
-        raise UnsupportedError(
-            f"target {target.name} does not list backend {backend.name}; its backends: {', '.join(target.backends())}"
-        )
+    why = backend.target_support(target)
+    if why is not None:
+        raise UnsupportedError(why)
     backend.require()
     backend.check_precision(target, precision)
 
@@ -73,9 +73,13 @@ def build_artifact(
     options: dict[str, object] | None,
     out_dir: Path,
     *,
-    reference: bool = True,
+    reference: bool | Path = True,
 ) -> Artifact:
-    """Compile ``model`` with ``backend`` for ``target`` into ``out_dir`` (replaced only on success)."""
+    """Compile ``model`` with ``backend`` for ``target`` into ``out_dir`` (replaced only on success).
+
+    ``reference``: True computes the reference inputs/outputs here; a path copies an existing
+    reference .npz (made by :func:`write_reference` on the same model); False stores none.
+    """
     check_request(backend, target, precision)
     parsed = backend.parse_options(options)
     check_ops(backend, model)
@@ -84,7 +88,9 @@ def build_artifact(
         t0 = time.perf_counter()
         result = backend.compiler().compile(model, target, precision, parsed, staging)
         compile_s = time.perf_counter() - t0
-        if reference:
+        if isinstance(reference, Path):
+            shutil.copyfile(reference, staging / REFERENCE)
+        elif reference:
             write_reference(model, staging / REFERENCE)
         return Manifest(
             backend=backend.name,

@@ -130,6 +130,18 @@ class Backend(ABC):
             hint = f"; install it with: {self.install_command}" if self.install_command else ""
             raise BackendUnavailable(f"backend {self.name} is unavailable: {a.reason}{hint}")
 
+    def target_support(self, target: Target) -> str | None:
+        """None when this backend can build for ``target``, else the reason it cannot.
+
+        Built-in backends serve the targets that carry their settings; a third-party backend
+        overrides this with its own rule.
+        """
+        from ..targets import BACKEND_SETTINGS_FIELDS
+
+        if self.name in BACKEND_SETTINGS_FIELDS and target.settings_for(self.name) is None:
+            return f"target {target.name} does not list backend {self.name}; its backends: {', '.join(target.backends())}"
+        return None
+
     @abstractmethod
     def precisions(self, target: Target) -> tuple[str, ...]:
         """Precisions this backend serves on ``target`` (without calibration data)."""

@@ -41,7 +41,8 @@ def _parse_targets(text: str, source: str) -> list[Target]:
         except ValidationError as e:
             where = entry.get("name", f"#{i + 1}") if isinstance(entry, dict) else f"#{i + 1}"
             first = e.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
+            parts = first["loc"][1:] if first["loc"] and first["loc"][0] in ("cpu", "gpu", "npu") else first["loc"]
+            loc = ".".join(str(p) for p in parts) or "kind"  # the first part is the union's tag
             raise BadInputError(f"{source}: target {where}: {loc}: {first['msg']}") from None
         if target.name in seen:
             raise BadInputError(f"{source}: target {target.name} is defined twice")

@@ -1,0 +1,321 @@
+"""The ``edgecc`` command: parses flags, calls edgecc.api, prints. Exit codes are in edgecc.errors."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from . import api
+from .errors import EXIT_BUG, EXIT_VERIFICATION, BadInputError, EdgeccError
+
+app = typer.Typer(
+    help="Compile ONNX models for edge devices and measure which backend runs them fastest.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+zoo_app = typer.Typer(help="Bundled, seeded models (use them as MODEL with zoo:NAME).", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+
+# Piped output (CI logs, files) gets a wide fixed width instead of rich's 80-column default.
+out = Console() if Console().is_terminal else Console(width=160)
+err = Console(stderr=True) if Console(stderr=True).is_terminal else Console(stderr=True, width=160)
+
+ModelArg = Annotated[str, typer.Argument(help="an .onnx file, or zoo:NAME for a bundled model")]
+TargetOpt = Annotated[str, typer.Option("--target", "-t", help="a target name (edgecc targets); 'host' is this machine")]
+ShapeOpt = Annotated[
+    Optional[list[str]], typer.Option("--input-shape", help="NAME:D0,D1,... for a dynamic input (repeatable)")
+]
+TargetsFileOpt = Annotated[Optional[Path], typer.Option("--targets-file", help="a TOML file with more targets")]
+JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="also write the result as JSON to this path ('-' for stdout)")]
+
+
+def handle_errors(fn):
+    """Turn an EdgeccError into one line on stderr and its exit code; anything else is a bug (exit 1)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EdgeccError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception:
+            err.print(traceback.format_exc(), highlight=False, markup=False)
+            err.print("[bold red]internal error:[/] this is a bug in edgecc; please report it with the traceback above")
+            raise typer.Exit(EXIT_BUG) from None
+
+    return wrapper
+
+
+def _write_json(path: Path | None, data: object) -> None:
+    if path is None:
+        return
+    text = json.dumps(data, indent=2) + "\n"
+    if str(path) == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as e:
+        raise BadInputError(f"{path}: cannot write JSON: {e.strerror}") from None
+
+
+def _split(values: Optional[str]) -> list[str] | None:
+    return [v.strip() for v in values.split(",") if v.strip()] if values else None
+
+
+def _parse_options(items: Optional[list[str]]) -> dict[str, object]:
+    """KEY=VALUE pairs; values are read as JSON when they parse (numbers, true/false), else as strings."""
+    options: dict[str, object] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BadInputError(f"malformed --option '{item}': expected KEY=VALUE")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+@app.command()
+@handle_errors
+def targets(
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    targets_file: TargetsFileOpt = None,
+) -> None:
+    """List the named targets, one line each."""
+    from rich.table import Table
+
+    from .targets import load_registry
+
+    reg = load_registry(targets_file)
+    all_targets = reg.all()
+    if json_out:
+        _write_json(Path("-"), [t.model_dump(mode="json") for t in all_targets])
+        return
+    t = Table(title="targets")
+    for col in ("name", "kind", "backends", "peak GFLOP/s", "description"):
+        t.add_column(col)
+    for tg in all_targets:
+        t.add_row(tg.name, tg.kind, ",".join(tg.backends()), f"{tg.peak_fp32_gflops:g}", tg.description)
+    out.print(t)
+
+
+@app.command()
+@handle_errors
+def doctor(json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """Show which backends are installed (versions) and what this host is; how to install what is missing."""
+    from .backends import get_backend, registry
+    from .targets import detect_host
+
+    host = detect_host()
+    rows = []
+    for name in registry.names():
+        be = get_backend(name)
+        a = be.availability()
+        rows.append({"backend": name, "available": a.available, "versions": a.versions, "reason": a.reason,
+                     "install": None if a.available else be.install_command})
+    if json_out:
+        _write_json(Path("-"), {"host": host.model_dump(mode="json"), "backends": rows})
+        return
+    out.print(f"[bold]host[/]: {host.cpu}, {host.cores} cores, {host.arch}, {host.memory_gib:g} GiB")
+    flags = set(host.isa)
+    wanted = ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "neon", "dotprod"]
+    shown = [f for f in wanted if f in flags or (host.arch == "x86_64" and not f in ("neon", "dotprod"))]
+    out.print("  cpu flags: " + "  ".join(f"{f} {'yes' if f in flags else 'no'}" for f in shown))
+    out.print(f"  peak FP32 {host.peak_fp32_gflops:g} GFLOP/s ({host.peak_source})")
+    for r in rows:
+        if r["available"]:
+            versions = ", ".join(f"{k} {v}" for k, v in r["versions"].items())
+            out.print(f"[green]ok[/]          {r['backend']:<12} {versions}", highlight=False)
+        else:
+            out.print(f"[yellow]missing[/]     {r['backend']:<12} {r['reason']}; install: {r['install']}", highlight=False)
+
+
+@app.command()
+@handle_errors
+def inspect(
+    model: ModelArg,
+    input_shape: ShapeOpt = None,
+    json_out: JsonOpt = None,
+) -> None:
+    """Inputs/outputs, opsets, op histogram, parameters, FLOPs, and which backends support every op."""
+    prepared, analysis, support = api.inspect(model, input_shapes=input_shape)
+    data = analysis.to_json() | {"model": prepared.source, "sha256": prepared.sha256, "backends": [
+        {"backend": s.backend, "available": s.available, "reason": s.reason, "unsupported_ops": s.unsupported_ops}
+        for s in support
+    ]}
+    _write_json(json_out, data)
+    if json_out is not None and str(json_out) == "-":
+        return
+    out.print(f"[bold]{prepared.source}[/]  sha256 {prepared.sha256[:16]}...  ir {analysis.ir_version}  "
+              f"opsets {', '.join(f'{d} {v}' for d, v in analysis.opsets.items())}", highlight=False)
+    for kind, specs in (("input", prepared.inputs), ("output", prepared.outputs)):
+        for s in specs:
+            out.print(f"  {kind:<6} {s.name}: {s.dtype} {list(s.shape)}", highlight=False)
+    out.print(f"  nodes {analysis.nodes}, parameters {analysis.params:,} ({analysis.param_bytes / 2**20:.1f} MiB), "
+              f"{analysis.flops / 1e9:.3f} GFLOPs per inference", highlight=False)
+    out.print("  ops: " + ", ".join(f"{op} {n}" for op, n in analysis.op_histogram.items()), highlight=False)
+    for s in support:
+        if not s.available:
+            out.print(f"  [yellow]{s.backend}[/]: unavailable ({s.reason})", highlight=False)
+        elif s.unsupported_ops:
+            out.print(f"  [red]{s.backend}[/]: cannot run {', '.join(s.unsupported_ops)}", highlight=False)
+        else:
+            out.print(f"  [green]{s.backend}[/]: supports every op", highlight=False)
+
+
+@app.command("compile")
+@handle_errors
+def compile_cmd(
+    model: ModelArg,
+    target: TargetOpt,
+    output: Annotated[Path, typer.Option("-o", "--output", help="artifact directory to write")],
+    backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="default: the target's preferred backend")] = None,
+    precision: Annotated[str, typer.Option("--precision", "-p", help="fp32, bf16 or fp16 (what the backend can do)")] = "fp32",
+    input_shape: ShapeOpt = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", help="backend option KEY=VALUE (repeatable)")] = None,
+    targets_file: TargetsFileOpt = None,
+) -> None:
+    """Compile MODEL for TARGET into an artifact directory (backend files + manifest.json)."""
+    artifact = api.compile(
+        model, target, output, backend=backend, precision=precision, input_shapes=input_shape,
+        options=_parse_options(option), targets_file=targets_file,
+    )
+    m = artifact.manifest
+    out.print(f"compiled {m.model.source} for {m.target.name} with {m.backend} {m.precision} in {m.compile_s:.2f} s "
+              f"-> {artifact.path} ({artifact.total_bytes / 2**20:.1f} MiB)", highlight=False)
+
+
+def _settings(warmup: int, runs: int, min_time: float, layer_runs: int) -> api.ProfileSettings:
+    return api.ProfileSettings(warmup=warmup, runs=runs, min_time_s=min_time, layer_runs=layer_runs)
+
+
+WarmupOpt = Annotated[int, typer.Option("--warmup", help="untimed runs first")]
+RunsOpt = Annotated[int, typer.Option("--runs", help="at least this many timed runs")]
+MinTimeOpt = Annotated[float, typer.Option("--min-time", help="and at least this many seconds of timed runs")]
+LayerRunsOpt = Annotated[int, typer.Option("--layer-runs", help="runs with per-layer profiling (0: off)")]
+
+
+@app.command()
+@handle_errors
+def profile(
+    artifact_dir: Annotated[Path, typer.Argument(help="an artifact directory made by edgecc compile")],
+    warmup: WarmupOpt = 10,
+    runs: RunsOpt = 50,
+    min_time: MinTimeOpt = 1.0,
+    layer_runs: LayerRunsOpt = 10,
+    inputs: Annotated[Optional[Path], typer.Option("--inputs", help=".npz with one array per input (not verified)")] = None,
+    json_out: JsonOpt = None,
+) -> None:
+    """Run a compiled artifact again (no recompiling): latency, per-layer times, outputs vs the reference."""
+    row = api.profile(artifact_dir, _settings(warmup, runs, min_time, layer_runs), inputs=str(inputs) if inputs else None)
+    _write_json(json_out, row.model_dump(mode="json", exclude={"speedup"}))
+    if json_out is None or str(json_out) != "-":
+        from .report.table import layer_table, profile_table
+
+        out.print(profile_table(row))
+        if row.layers:
+            out.print(layer_table(row))
+    if row.status != "ok":
+        err.print(f"[bold red]error:[/] {row.error}", highlight=False)
+        raise typer.Exit(EXIT_VERIFICATION if row.verified is False else EXIT_BUG)
+
+
+@app.command()
+@handle_errors
+def compare(
+    model: ModelArg,
+    target: TargetOpt,
+    backends: Annotated[Optional[str], typer.Option("--backends", help="comma-separated; default: every backend the target lists")] = None,
+    precisions: Annotated[Optional[str], typer.Option("--precisions", help="comma-separated; default: what each backend can do")] = None,
+    input_shape: ShapeOpt = None,
+    warmup: WarmupOpt = 10,
+    runs: RunsOpt = 50,
+    min_time: MinTimeOpt = 1.0,
+    layer_runs: LayerRunsOpt = 0,
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds allowed per row (compile + profile)")] = 1800,
+    artifacts_dir: Annotated[Optional[Path], typer.Option("--artifacts-dir", help="keep each row's artifact here")] = None,
+    json_out: JsonOpt = None,
+    targets_file: TargetsFileOpt = None,
+) -> None:
+    """Compile and profile MODEL with each backend x precision on TARGET, against the onnxruntime FP32 baseline."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from .report.table import compare_table, failures
+
+    quiet = json_out is not None and str(json_out) == "-"
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, disable=quiet,
+                  transient=True) as progress:
+        task = progress.add_task("comparing", total=None)
+
+        def on_row(row, i, n):
+            lat = f"{row.latency_ms.p50:.2f} ms" if row.latency_ms else row.status
+            progress.update(task, description=f"{i + 1}/{n} done; last: {row.backend} {row.precision} {lat}")
+
+        report = api.compare(
+            model, target, backends=_split(backends), precisions=_split(precisions), input_shapes=input_shape,
+            settings=_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout, artifacts_dir=artifacts_dir,
+            targets_file=targets_file, on_row=on_row,
+        )
+    _write_json(json_out, report.model_dump(mode="json"))
+    if not quiet:
+        out.print(compare_table(report))
+        out.print(f"measured on: {report.measured_on}", highlight=False)
+        for line in failures(report):
+            err.print(f"[yellow]note:[/] {line}", highlight=False, soft_wrap=True)
+
+
+@zoo_app.command("list")
+@handle_errors
+def zoo_list() -> None:
+    """The bundled models."""
+    from . import zoo
+
+    for name in zoo.names():
+        e = zoo.get(name)
+        shapes = " ".join(f"{k}:{','.join(map(str, v))}" for k, v in e.default_shapes.items())
+        out.print(f"{name:<12} {e.task:<22} {e.description}  [dim](default {shapes})[/]", highlight=False)
+
+
+@zoo_app.command("export")
+@handle_errors
+def zoo_export(
+    name: Annotated[str, typer.Argument(help="a zoo model name")],
+    output: Annotated[Path, typer.Option("-o", "--output", help=".onnx file to write")],
+    seed: Annotated[int, typer.Option("--seed", help="weights seed")] = 0,
+) -> None:
+    """Write a bundled model to an .onnx file (dynamic dimensions kept)."""
+    import onnx
+
+    from . import zoo
+
+    model = zoo.get(name).build(seed)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(output)
+    out.print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB)", highlight=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
