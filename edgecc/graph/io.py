@@ -234,9 +234,37 @@ def _fix_ir_version(model: ir.Model) -> None:
     model.ir_version = max(needed, min(model.ir_version, MAX_IR_VERSION))
 
 
+def _has_unknown_shapes(model: ir.Model) -> bool:
+    for node in model.graph.all_nodes():
+        for v in node.outputs:
+            if v.shape is None or not all(isinstance(d, int) for d in v.shape):
+                return True
+    return False
+
+
 def infer_shapes(model: ir.Model) -> None:
-    """Infer every intermediate shape in place (large initializers are handled by onnx_ir)."""
+    """Infer every intermediate shape in place.
+
+    onnx's inference first (it handles models past 2 GB through onnx_ir); where it leaves shapes
+    unknown, as after a Slice whose bounds come from Shape ops in exported transformers,
+    onnxruntime's symbolic inference fills them in.
+    """
     ShapeInferencePass(check_type=True, strict_mode=False, data_prop=True)(model)
+    if not _has_unknown_shapes(model) or model_bytes(model) > EXTERNAL_DATA_THRESHOLD:
+        return
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    try:
+        inferred = SymbolicShapeInference.infer_shapes(to_proto(model), auto_merge=False, guess_output_rank=False)
+    except Exception:  # it gives up on ops it has no rule for (custom domains): keep what onnx found
+        return
+    if inferred is None:
+        return
+    found = ir.convenience.create_value_mapping(ir.serde.deserialize_model(inferred).graph)
+    for name, value in ir.convenience.create_value_mapping(model.graph).items():
+        new = found.get(name)
+        if new is not None and new.shape is not None and all(isinstance(d, int) for d in new.shape):
+            value.shape = new.shape
 
 
 def prepare_model(
