@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import api
 from .errors import EXIT_BUG, EXIT_VERIFICATION, BadInputError, EdgeccError
@@ -43,7 +44,7 @@ def handle_errors(fn):
         try:
             return fn(*args, **kwargs)
         except EdgeccError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")
@@ -133,18 +134,18 @@ def doctor(json_out: Annotated[bool, typer.Option("--json", help="print JSON")] 
     if json_out:
         _write_json(Path("-"), {"host": host.model_dump(mode="json"), "backends": rows})
         return
-    out.print(f"[bold]host[/]: {host.cpu}, {host.cores} cores, {host.arch}, {host.memory_gib:g} GiB")
+    out.print(f"[bold]host[/]: {escape(host.cpu)}, {host.cores} cores, {host.arch}, {host.memory_gib:g} GiB")
     flags = set(host.isa)
     wanted = ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "neon", "dotprod"]
     shown = [f for f in wanted if f in flags or (host.arch == "x86_64" and not f in ("neon", "dotprod"))]
     out.print("  cpu flags: " + "  ".join(f"{f} {'yes' if f in flags else 'no'}" for f in shown))
-    out.print(f"  peak FP32 {host.peak_fp32_gflops:g} GFLOP/s ({host.peak_source})")
+    out.print(f"  peak FP32 {host.peak_fp32_gflops:g} GFLOP/s ({host.peak_source})", markup=False)
     for r in rows:
         if r["available"]:
             versions = ", ".join(f"{k} {v}" for k, v in r["versions"].items())
             out.print(f"[green]ok[/]          {r['backend']:<12} {versions}", highlight=False)
         else:
-            out.print(f"[yellow]missing[/]     {r['backend']:<12} {r['reason']}; install: {r['install']}", highlight=False)
+            out.print(f"[yellow]missing[/]     {r['backend']:<12} {escape(r['reason'])}; install: {escape(r['install'])}", highlight=False)
 
 
 @app.command()
@@ -163,19 +164,19 @@ def inspect(
     _write_json(json_out, data)
     if json_out is not None and str(json_out) == "-":
         return
-    out.print(f"[bold]{prepared.source}[/]  sha256 {prepared.sha256[:16]}...  ir {analysis.ir_version}  "
+    out.print(f"[bold]{escape(prepared.source)}[/]  sha256 {prepared.sha256[:16]}...  ir {analysis.ir_version}  "
               f"opsets {', '.join(f'{d} {v}' for d, v in analysis.opsets.items())}", highlight=False)
     for kind, specs in (("input", prepared.inputs), ("output", prepared.outputs)):
         for s in specs:
-            out.print(f"  {kind:<6} {s.name}: {s.dtype} {list(s.shape)}", highlight=False)
+            out.print(f"  {kind:<6} {s.name}: {s.dtype} {list(s.shape)}", highlight=False, markup=False)
     out.print(f"  nodes {analysis.nodes}, parameters {analysis.params:,} ({analysis.param_bytes / 2**20:.1f} MiB), "
-              f"{analysis.flops / 1e9:.3f} GFLOPs per inference", highlight=False)
-    out.print("  ops: " + ", ".join(f"{op} {n}" for op, n in analysis.op_histogram.items()), highlight=False)
+              f"{analysis.flops / 1e9:.3f} GFLOPs per inference", highlight=False, markup=False)
+    out.print("  ops: " + ", ".join(f"{op} {n}" for op, n in analysis.op_histogram.items()), highlight=False, markup=False)
     for s in support:
         if not s.available:
-            out.print(f"  [yellow]{s.backend}[/]: unavailable ({s.reason})", highlight=False)
+            out.print(f"  [yellow]{s.backend}[/]: unavailable ({escape(s.reason)})", highlight=False)
         elif s.unsupported_ops:
-            out.print(f"  [red]{s.backend}[/]: cannot run {', '.join(s.unsupported_ops)}", highlight=False)
+            out.print(f"  [red]{s.backend}[/]: cannot run {escape(', '.join(s.unsupported_ops))}", highlight=False)
         else:
             out.print(f"  [green]{s.backend}[/]: supports every op", highlight=False)
 
@@ -199,7 +200,7 @@ def compile_cmd(
     )
     m = artifact.manifest
     out.print(f"compiled {m.model.source} for {m.target.name} with {m.backend} {m.precision} in {m.compile_s:.2f} s "
-              f"-> {artifact.path} ({artifact.total_bytes / 2**20:.1f} MiB)", highlight=False)
+              f"-> {artifact.path} ({artifact.total_bytes / 2**20:.1f} MiB)", highlight=False, markup=False)
 
 
 def _settings(warmup: int, runs: int, min_time: float, layer_runs: int) -> api.ProfileSettings:
@@ -233,7 +234,7 @@ def profile(
         if row.layers:
             out.print(layer_table(row))
     if row.status != "ok":
-        err.print(f"[bold red]error:[/] {row.error}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(row.error or '')}", highlight=False)
         raise typer.Exit(EXIT_VERIFICATION if row.verified is False else EXIT_BUG)
 
 
@@ -276,9 +277,9 @@ def compare(
     _write_json(json_out, report.model_dump(mode="json"))
     if not quiet:
         out.print(compare_table(report))
-        out.print(f"measured on: {report.measured_on}", highlight=False)
+        out.print(f"measured on: {report.measured_on}", highlight=False, markup=False)
         for line in failures(report):
-            err.print(f"[yellow]note:[/] {line}", highlight=False, soft_wrap=True)
+            err.print(f"[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 @zoo_app.command("list")
@@ -290,7 +291,7 @@ def zoo_list() -> None:
     for name in zoo.names():
         e = zoo.get(name)
         shapes = " ".join(f"{k}:{','.join(map(str, v))}" for k, v in e.default_shapes.items())
-        out.print(f"{name:<12} {e.task:<22} {e.description}  [dim](default {shapes})[/]", highlight=False)
+        out.print(f"{name:<12} {e.task:<22} {escape(e.description)}  [dim](default {shapes})[/]", highlight=False)
 
 
 @zoo_app.command("export")
@@ -310,7 +311,7 @@ def zoo_export(
     tmp = output.with_name(output.name + ".tmp")
     onnx.save(model, str(tmp))
     tmp.replace(output)
-    out.print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB)", highlight=False)
+    out.print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB)", highlight=False, markup=False)
 
 
 def main() -> None:

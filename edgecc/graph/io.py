@@ -252,12 +252,18 @@ def infer_shapes(model: ir.Model) -> None:
     ShapeInferencePass(check_type=True, strict_mode=False, data_prop=True)(model)
     if not _has_unknown_shapes(model) or model_bytes(model) > EXTERNAL_DATA_THRESHOLD:
         return
+    import contextlib
+    import tempfile
+
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-    try:
-        inferred = SymbolicShapeInference.infer_shapes(to_proto(model), auto_merge=False, guess_output_rank=False)
-    except Exception:  # it gives up on ops it has no rule for (custom domains): keep what onnx found
-        return
+    # When it gives up it saves a debug copy of the model in the working directory: keep that out
+    # of the user's directory.
+    with tempfile.TemporaryDirectory(prefix="edgecc-shapes-") as tmp, contextlib.chdir(tmp):
+        try:
+            inferred = SymbolicShapeInference.infer_shapes(to_proto(model), auto_merge=False, guess_output_rank=False)
+        except Exception:  # it gives up on ops it has no rule for (custom domains): keep what onnx found
+            return
     if inferred is None:
         return
     found = ir.convenience.create_value_mapping(ir.serde.deserialize_model(inferred).graph)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from .schema import CompareReport, ResultRow
@@ -70,5 +71,5 @@ def layer_table(row: ResultRow, top: int = 10) -> Table:
     t.add_column("ms", justify="right")
     t.add_column("share", justify="right")
     for l in row.layers[:top]:
-        t.add_row(l.name, l.op_type, f"{l.time_ms:.3f}", f"{100 * l.time_ms / total:.1f}%")
+        t.add_row(escape(l.name), escape(l.op_type), f"{l.time_ms:.3f}", f"{100 * l.time_ms / total:.1f}%")
     return t
