@@ -153,10 +153,12 @@ def _row_job(job: _RowJob) -> ResultRow:
 
 def _plan_rows(target: Target, backends: list[str] | None, precisions: list[str] | None) -> list[tuple[str, str, str | None]]:
     """(backend, precision, reason it cannot run or None) for every row; the baseline comes first."""
-    names = backends or target.backends()
-    for n in names:
-        if n not in registry.names():
-            get_backend(n)  # raises UnknownNameError with the known names
+    if backends:
+        for n in backends:
+            get_backend(n)  # an unknown name fails here with the known ones
+        names = backends
+    else:  # the target's backends that this installation has
+        names = [n for n in target.backends() if n in registry.names()]
     rows: list[tuple[str, str, str | None]] = [("onnxruntime", "fp32", None)]
     for name in names:
         be = get_backend(name)

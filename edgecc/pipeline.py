@@ -138,7 +138,7 @@ def profile_artifact(
     expected = None
     if feeds is None:
         if ref is None:
-            feeds = make_inputs_for(artifact)
+            feeds = make_inputs(None, artifact.inputs)
         else:
             feeds, expected = ref
     with backend.open_runner(artifact) as runner:
@@ -174,13 +174,3 @@ def profile_artifact(
             "error": None if ok else err.describe_failure(manifest.precision),
         })
     return row
-
-
-def make_inputs_for(artifact: Artifact) -> dict[str, np.ndarray]:
-    """Seeded inputs for an artifact without reference data (floats N(0,1), integers {0,1})."""
-    rng = np.random.default_rng(0)
-    feeds = {}
-    for s in artifact.inputs:
-        dt = np.dtype(s.dtype)
-        feeds[s.name] = rng.standard_normal(s.shape).astype(dt) if dt.kind == "f" else rng.integers(0, 2, s.shape).astype(dt)
-    return feeds

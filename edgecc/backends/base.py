@@ -179,6 +179,13 @@ class Backend(ABC):
         """Open ``artifact`` for running here; with ``profile_layers`` the runner records per-layer times."""
 
 
+def local_threads(target_cores: int) -> int:
+    """Threads for running here: the target's cores, never more than this process may use."""
+    from ..targets.host import available_cores
+
+    return max(1, min(target_cores, available_cores()))
+
+
 def op_id(domain: str, op_type: str) -> str:
     return op_type if domain in ("", "ai.onnx") else f"{domain}::{op_type}"
 

@@ -21,11 +21,11 @@ def _index_bound(value: ir.Value) -> int | None:
     return min(bounds) if bounds else None
 
 
-def make_inputs(model: ir.Model, specs: list[TensorSpec], seed: int = 0) -> dict[str, np.ndarray]:
+def make_inputs(model: ir.Model | None, specs: list[TensorSpec], seed: int = 0) -> dict[str, np.ndarray]:
     """Random inputs for ``specs``: floats ~ N(0, 1); integers in [0, table size) when they index a
-    Gather, otherwise in {0, 1}; booleans uniform."""
+    Gather of ``model``, otherwise in {0, 1}; booleans uniform."""
     rng = np.random.default_rng(seed)
-    values = {v.name: v for v in model.graph.inputs}
+    values = {v.name: v for v in model.graph.inputs} if model is not None else {}
     feeds = {}
     for spec in specs:
         dtype = np.dtype(spec.dtype)

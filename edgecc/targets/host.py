@@ -62,6 +62,11 @@ def _llvm_mcpu(isa: set[str], vendor_amd: bool, arch: str) -> str:
     return "x86-64"
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's total)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 @functools.cache
 def detect_host() -> CpuTarget:
     """The ``host`` target: this machine's CPU, cores available to this process, ISA and memory."""
@@ -69,7 +74,7 @@ def detect_host() -> CpuTarget:
     arch = _arch()
     if arch not in ("x86_64", "aarch64"):
         arch = "x86_64" if "86" in arch else "aarch64"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = available_cores()
     isa = {f for f in flags if f in RELEVANT_FLAGS}
     if arch == "aarch64":
         isa |= {"neon"} if "asimd" in flags else set()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime as ort
 
-from ..base import LayerTime, Runner
+from ..base import LayerTime, Runner, local_threads
 from .compile import MODEL_FILE
 
 if TYPE_CHECKING:
@@ -23,12 +22,6 @@ _LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-
-
-def local_threads(target_cores: int) -> int:
-    """Threads for running here: the target's cores, never more than this process may use."""
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(target_cores, available))
 
 
 def session_options(level: str, threads: int) -> ort.SessionOptions:
