@@ -82,17 +82,8 @@ def _profile_job(path: str, settings: ProfileSettings, inputs: str | None) -> Re
     feeds = load_inputs(inputs, artifact.inputs) if inputs else None
     return profile_artifact(
         artifact, backend, warmup=settings.warmup, runs=settings.runs, min_time_s=settings.min_time_s,
-        layer_runs=settings.layer_runs, feeds=feeds, flops=_flops_of(artifact),
+        layer_runs=settings.layer_runs, feeds=feeds,
     )
-
-
-def _flops_of(artifact: Artifact) -> int | None:
-    model = artifact.file("model.onnx")
-    if not model.is_file():
-        return None
-    from .graph.io import load_model
-
-    return analyze(load_model(model)[0]).flops
 
 
 def profile(
@@ -137,7 +128,6 @@ class _RowJob:
     out_dir: str
     reference: str
     settings: ProfileSettings
-    flops: int | None
 
 
 def _row_job(job: _RowJob) -> ResultRow:
@@ -147,7 +137,7 @@ def _row_job(job: _RowJob) -> ResultRow:
     artifact = build_artifact(prepared, job.target, backend, job.precision, job.options, Path(job.out_dir), reference=Path(job.reference))
     s = job.settings
     return profile_artifact(
-        artifact, backend, warmup=s.warmup, runs=s.runs, min_time_s=s.min_time_s, layer_runs=s.layer_runs, flops=job.flops
+        artifact, backend, warmup=s.warmup, runs=s.runs, min_time_s=s.min_time_s, layer_runs=s.layer_runs
     )
 
 
@@ -223,7 +213,7 @@ def compare(
                 out = (keep or work / "artifacts") / f"{backend}-{precision}"
                 job = _RowJob(
                     str(model_path), prepared.source, prepared.name, prepared.sha256, tgt, backend, precision,
-                    (options or {}).get(backend), str(out), str(reference), settings, flops,
+                    (options or {}).get(backend), str(out), str(reference), settings,
                 )
                 row = _row_from_outcome(run_isolated(_row_job, job, timeout_s=timeout_s), backend, precision)
                 if keep is None:

@@ -43,6 +43,7 @@ class ModelInfo(BaseModel):
     source: str = Field(description="path or zoo:NAME the model was read from")
     name: str
     sha256: str = Field(description="sha256 of the model as read (the file's bytes, or the zoo model's serialisation)")
+    flops: int | None = Field(None, description="FLOPs of one inference at the artifact's input shapes")
 
 
 class Manifest(BaseModel):

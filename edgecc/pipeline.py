@@ -19,6 +19,7 @@ import numpy as np
 from .artifact import REFERENCE, Artifact, Manifest, ModelInfo, TensorSpecModel, common_versions, write_artifact
 from .backends import Backend
 from .errors import UnsupportedError
+from .graph.analysis import analyze
 from .graph.io import PreparedModel, save_model
 from .profiling.inputs import make_inputs
 from .profiling.timing import LatencyStats, measure
@@ -97,7 +98,7 @@ def build_artifact(
             precision=precision,
             versions=common_versions() | backend.availability().versions,
             target=target,
-            model=ModelInfo(source=model.source, name=model.name, sha256=model.sha256),
+            model=ModelInfo(source=model.source, name=model.name, sha256=model.sha256, flops=analyze(model.model).flops),
             inputs=[TensorSpecModel(**s.to_json()) for s in model.inputs],
             outputs=[TensorSpecModel(**s.to_json()) for s in model.outputs],
             passes=["fix-input-shapes", "shape-inference", *result.passes],
@@ -125,7 +126,6 @@ def profile_artifact(
     min_time_s: float = 1.0,
     layer_runs: int = 10,
     feeds: dict[str, np.ndarray] | None = None,
-    flops: int | None = None,
 ) -> ResultRow:
     """Run ``artifact`` here: verify against its reference, time it, profile per layer.
 
@@ -161,7 +161,7 @@ def profile_artifact(
         artifact_bytes=artifact.total_bytes,
         runs=len(samples),
         peak_memory_bytes=peak_rss_bytes(),
-        gflops_per_s=(flops / (stats.p50 * 1e6)) if flops else None,
+        gflops_per_s=(manifest.model.flops / (stats.p50 * 1e6)) if manifest.model.flops else None,
         layers=layers,
         artifact=str(artifact.path),
     )
