@@ -1,16 +1,23 @@
 """Run one unit of work (a comparison row, a profile) in a child process with a time limit.
 
 A segfault, an abort, a hang or an exception in the child becomes an ``Outcome`` with the cause;
-the parent carries on. Children are started with ``spawn`` so no backend state leaks between them.
+the parent carries on. The child is a fresh ``python -m edgecc.isolation`` (not multiprocessing's
+spawn, which re-imports the caller's ``__main__`` and so breaks scripts without a main guard); the
+call and its result travel as pickles through files in a private temporary directory.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import os
+import pickle
 import signal
+import subprocess
+import sys
+import tempfile
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from .errors import EdgeccError
@@ -31,20 +38,6 @@ class Outcome:
         return self.kind == "ok"
 
 
-def _child(conn, fn: Callable[..., Any], args: tuple) -> None:
-    try:
-        result = fn(*args)
-    except EdgeccError as e:
-        conn.send(("error", type(e).__name__, str(e), e.exit_code))
-    except BaseException as e:  # anything else is a bug or a backend failure: report it with its traceback
-        tb = traceback.format_exc(limit=8)
-        conn.send(("error", type(e).__name__, f"{type(e).__name__}: {e}\n{tb}", 1))
-    else:
-        conn.send(("ok", result))
-    finally:
-        conn.close()
-
-
 def _describe_exit(exitcode: int | None) -> str:
     if exitcode is not None and exitcode < 0:
         try:
@@ -55,30 +48,68 @@ def _describe_exit(exitcode: int | None) -> str:
     return f"the process exited with code {exitcode} without a result"
 
 
-def run_isolated(fn: Callable[..., Any], *args: Any, timeout_s: float | None = None) -> Outcome:
-    """Call ``fn(*args)`` in a fresh child process; ``fn`` and ``args`` must be picklable."""
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, fn, args), daemon=True)
-    proc.start()
-    child.close()
+def _stderr_fd() -> int | None:
     try:
-        if not parent.poll(timeout_s):
-            proc.kill()
-            proc.join(5)
-            return Outcome("timeout", message=f"timed out after {timeout_s:g} s and was stopped")
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced stderr (pytest capture, notebooks)
+        return None
+
+
+def run_isolated(fn: Callable[..., Any], *args: Any, timeout_s: float | None = None) -> Outcome:
+    """Call ``fn(*args)`` in a fresh child process; ``fn`` must be importable by module and name,
+    ``args`` picklable. The child's stdout goes to this process's stderr, so it never mixes with
+    machine-readable output."""
+    with tempfile.TemporaryDirectory(prefix="edgecc-job-") as tmp:
+        job, result = Path(tmp) / "job.pkl", Path(tmp) / "result.pkl"
+        with open(job, "wb") as f:
+            pickle.dump(list(sys.path), f)  # first, so the child can import fn's module
+            pickle.dump((fn, args), f)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edgecc.isolation", str(job), str(result)],
+            stdin=subprocess.DEVNULL, stdout=_stderr_fd(), start_new_session=True,
+        )
         try:
-            msg = parent.recv()
-        except EOFError:
-            proc.join(5)
-            return Outcome("crash", message=_describe_exit(proc.exitcode), exit_code=proc.exitcode)
-        proc.join(30)
-        if msg[0] == "ok":
-            return Outcome("ok", value=msg[1])
-        _, error_type, message, code = msg
-        return Outcome("error", message=message, error_type=error_type, exit_code=code)
-    finally:
-        if proc.is_alive():
-            proc.kill()
-            proc.join(5)
-        parent.close()
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            return Outcome("timeout", message=f"timed out after {timeout_s:g} s and was stopped")
+        except BaseException:  # Ctrl-C in the parent: do not leave the child running
+            _kill_group(proc)
+            raise
+        if not result.is_file():
+            return Outcome("crash", message=_describe_exit(proc.returncode), exit_code=proc.returncode)
+        with open(result, "rb") as f:
+            msg = pickle.load(f)
+    if msg[0] == "ok":
+        return Outcome("ok", value=msg[1])
+    _, error_type, message, code = msg
+    return Outcome("error", message=message, error_type=error_type, exit_code=code)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _child_main(job: str, result: str) -> None:
+    with open(job, "rb") as f:
+        sys.path[:] = pickle.load(f)
+        fn, args = pickle.load(f)
+    try:
+        msg: tuple = ("ok", fn(*args))
+    except EdgeccError as e:
+        msg = ("error", type(e).__name__, str(e), e.exit_code)
+    except BaseException as e:  # anything else is a bug or a backend failure: report it with its traceback
+        tb = traceback.format_exc(limit=8)
+        msg = ("error", type(e).__name__, f"{type(e).__name__}: {e}\n{tb}", 1)
+    tmp = result + ".tmp"
+    with open(tmp, "wb") as f:
+        pickle.dump(msg, f)
+    os.replace(tmp, result)  # the parent sees a whole result or none
+
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1], sys.argv[2])

@@ -49,3 +49,20 @@ def test_errors_keep_type_message_and_exit_code():
     assert (out.kind, out.error_type, out.message, out.exit_code) == ("error", "ModelError", "model.onnx: file is empty", 2)
     bug = run_isolated(_bug, timeout_s=60)
     assert bug.kind == "error" and bug.exit_code == 1 and "ZeroDivisionError" in bug.message
+
+
+def test_works_from_a_script_without_a_main_guard(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        "from edgecc.isolation import run_isolated\n"
+        "from edgecc.targets.host import available_cores\n"
+        "out = run_isolated(available_cores, timeout_s=60)\n"
+        "print(out.kind, out.value)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    kind, value = done.stdout.split()
+    assert kind == "ok" and int(value) >= 1
