@@ -6,7 +6,6 @@ complete, so a failed compile leaves whatever was at the destination untouched.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -20,7 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from .errors import ArtifactError, BadInputError
-from .graph.io import TensorSpec
+from .graph.io import TensorSpec, sha256_file
 from .targets import TARGET_ADAPTER, Target
 
 MANIFEST = "manifest.json"
@@ -89,14 +88,6 @@ class Artifact:
 
     def file(self, relative: str) -> Path:
         return self.path / relative
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def common_versions() -> dict[str, str]:

@@ -88,7 +88,8 @@ def _split_specs(spec: str) -> list[str]:
     return [p for p in re.split(r"[;\s]+", spec) if p]
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -175,7 +176,7 @@ def load_model(ref: str | os.PathLike[str]) -> tuple[ir.Model, str, dict[str, tu
         model = ir.load(path)
     except Exception as e:  # onnx_ir raises on anything it cannot represent; that is bad input
         raise ModelError(f"{path}: cannot be read into the graph IR: {e}") from None
-    return model, _sha256_file(path), {}
+    return model, sha256_file(path), {}
 
 
 def fix_input_shapes(
