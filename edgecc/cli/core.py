@@ -1,96 +1,19 @@
-"""The ``edgecc`` command: parses flags, calls edgecc.api, prints. Exit codes are in edgecc.errors."""
+"""The foundation commands: targets, doctor, inspect, compile, profile, compare, zoo."""
 
 from __future__ import annotations
 
-import functools
-import json
-import sys
-import traceback
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from . import api
-from .errors import EXIT_BUG, EXIT_VERIFICATION, BadInputError, EdgeccError
-
-app = typer.Typer(
-    help="Compile ONNX models for edge devices and measure which backend runs them fastest.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+from .. import api
+from ..errors import EXIT_BUG, EXIT_VERIFICATION
+from .common import (
+    JsonOpt, ModelArg, ShapeOpt, TargetOpt, TargetsFileOpt, parse_options, split_list, write_json, app, err,
+    handle_errors, out, zoo_app,
 )
-zoo_app = typer.Typer(help="Bundled, seeded models (use them as MODEL with zoo:NAME).", no_args_is_help=True)
-app.add_typer(zoo_app, name="zoo")
-
-# Piped output (CI logs, files) gets a wide fixed width instead of rich's 80-column default.
-out = Console() if Console().is_terminal else Console(width=160)
-err = Console(stderr=True) if Console(stderr=True).is_terminal else Console(stderr=True, width=160)
-
-ModelArg = Annotated[str, typer.Argument(help="an .onnx file, or zoo:NAME for a bundled model")]
-TargetOpt = Annotated[str, typer.Option("--target", "-t", help="a target name (edgecc targets); 'host' is this machine")]
-ShapeOpt = Annotated[
-    Optional[list[str]], typer.Option("--input-shape", help="NAME:D0,D1,... for a dynamic input (repeatable)")
-]
-TargetsFileOpt = Annotated[Optional[Path], typer.Option("--targets-file", help="a TOML file with more targets")]
-JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="also write the result as JSON to this path ('-' for stdout)")]
-
-
-def handle_errors(fn):
-    """Turn an EdgeccError into one line on stderr and its exit code; anything else is a bug (exit 1)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except EdgeccError as e:
-            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("interrupted")
-            raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort):
-            raise
-        except Exception:
-            err.print(traceback.format_exc(), highlight=False, markup=False)
-            err.print("[bold red]internal error:[/] this is a bug in edgecc; please report it with the traceback above")
-            raise typer.Exit(EXIT_BUG) from None
-
-    return wrapper
-
-
-def _write_json(path: Path | None, data: object) -> None:
-    if path is None:
-        return
-    text = json.dumps(data, indent=2) + "\n"
-    if str(path) == "-":
-        sys.stdout.write(text)
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except OSError as e:
-        raise BadInputError(f"{path}: cannot write JSON: {e.strerror}") from None
-
-
-def _split(values: Optional[str]) -> list[str] | None:
-    return [v.strip() for v in values.split(",") if v.strip()] if values else None
-
-
-def _parse_options(items: Optional[list[str]]) -> dict[str, object]:
-    """KEY=VALUE pairs; values are read as JSON when they parse (numbers, true/false), else as strings."""
-    options: dict[str, object] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise BadInputError(f"malformed --option '{item}': expected KEY=VALUE")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    return options
 
 
 @app.command()
@@ -102,12 +25,12 @@ def targets(
     """List the named targets, one line each."""
     from rich.table import Table
 
-    from .targets import load_registry
+    from ..targets import load_registry
 
     reg = load_registry(targets_file)
     all_targets = reg.all()
     if json_out:
-        _write_json(Path("-"), [t.model_dump(mode="json") for t in all_targets])
+        write_json(Path("-"), [t.model_dump(mode="json") for t in all_targets])
         return
     t = Table(title="targets")
     for col in ("name", "kind", "backends", "peak GFLOP/s", "description"):
@@ -121,8 +44,8 @@ def targets(
 @handle_errors
 def doctor(json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """Show which backends are installed (versions) and what this host is; how to install what is missing."""
-    from .backends import get_backend, registry
-    from .targets import detect_host
+    from ..backends import get_backend, registry
+    from ..targets import detect_host
 
     host = detect_host()
     rows = []
@@ -132,7 +55,7 @@ def doctor(json_out: Annotated[bool, typer.Option("--json", help="print JSON")] 
         rows.append({"backend": name, "available": a.available, "versions": a.versions, "reason": a.reason,
                      "install": None if a.available else be.install_command})
     if json_out:
-        _write_json(Path("-"), {"host": host.model_dump(mode="json"), "backends": rows})
+        write_json(Path("-"), {"host": host.model_dump(mode="json"), "backends": rows})
         return
     out.print(f"[bold]host[/]: {escape(host.cpu)}, {host.cores} cores, {host.arch}, {host.memory_gib:g} GiB")
     flags = set(host.isa)
@@ -161,7 +84,7 @@ def inspect(
         {"backend": s.backend, "available": s.available, "reason": s.reason, "unsupported_ops": s.unsupported_ops}
         for s in support
     ]}
-    _write_json(json_out, data)
+    write_json(json_out, data)
     if json_out is not None and str(json_out) == "-":
         return
     out.print(f"[bold]{escape(prepared.source)}[/]  sha256 {prepared.sha256[:16]}...  ir {analysis.ir_version}  "
@@ -196,7 +119,7 @@ def compile_cmd(
     """Compile MODEL for TARGET into an artifact directory (backend files + manifest.json)."""
     artifact = api.compile(
         model, target, output, backend=backend, precision=precision, input_shapes=input_shape,
-        options=_parse_options(option), targets_file=targets_file,
+        options=parse_options(option), targets_file=targets_file,
     )
     m = artifact.manifest
     out.print(f"compiled {m.model.source} for {m.target.name} with {m.backend} {m.precision} in {m.compile_s:.2f} s "
@@ -226,9 +149,9 @@ def profile(
 ) -> None:
     """Run a compiled artifact again (no recompiling): latency, per-layer times, outputs vs the reference."""
     row = api.profile(artifact_dir, _settings(warmup, runs, min_time, layer_runs), inputs=str(inputs) if inputs else None)
-    _write_json(json_out, row.model_dump(mode="json", exclude={"speedup"}))
+    write_json(json_out, row.model_dump(mode="json", exclude={"speedup"}))
     if json_out is None or str(json_out) != "-":
-        from .report.table import layer_table, profile_table
+        from ..report.table import layer_table, profile_table
 
         out.print(profile_table(row))
         if row.layers:
@@ -258,7 +181,7 @@ def compare(
     """Compile and profile MODEL with each backend x precision on TARGET, against the onnxruntime FP32 baseline."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from .report.table import compare_table, failures
+    from ..report.table import compare_table, failures
 
     quiet = json_out is not None and str(json_out) == "-"
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, disable=quiet,
@@ -270,11 +193,11 @@ def compare(
             progress.update(task, description=f"{i + 1}/{n} done; last: {row.backend} {row.precision} {lat}")
 
         report = api.compare(
-            model, target, backends=_split(backends), precisions=_split(precisions), input_shapes=input_shape,
+            model, target, backends=split_list(backends), precisions=split_list(precisions), input_shapes=input_shape,
             settings=_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout, artifacts_dir=artifacts_dir,
             targets_file=targets_file, on_row=on_row,
         )
-    _write_json(json_out, report.model_dump(mode="json"))
+    write_json(json_out, report.model_dump(mode="json"))
     if not quiet:
         out.print(compare_table(report))
         out.print(f"measured on: {report.measured_on}", highlight=False, markup=False)
@@ -286,7 +209,7 @@ def compare(
 @handle_errors
 def zoo_list() -> None:
     """The bundled models."""
-    from . import zoo
+    from .. import zoo
 
     for name in zoo.names():
         e = zoo.get(name)
@@ -304,7 +227,7 @@ def zoo_export(
     """Write a bundled model to an .onnx file (dynamic dimensions kept)."""
     import onnx
 
-    from . import zoo
+    from .. import zoo
 
     model = zoo.get(name).build(seed)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -312,11 +235,3 @@ def zoo_export(
     onnx.save(model, str(tmp))
     tmp.replace(output)
     out.print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB)", highlight=False, markup=False)
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,92 @@
+"""What every command module shares: the Typer app, consoles, common options, error handling."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ..errors import EXIT_BUG, BadInputError, EdgeccError
+
+app = typer.Typer(
+    help="Compile ONNX models for edge devices and measure which backend runs them fastest.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+zoo_app = typer.Typer(help="Bundled, seeded models (use them as MODEL with zoo:NAME).", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+
+# Piped output (CI logs, files) gets a wide fixed width instead of rich's 80-column default.
+out = Console() if Console().is_terminal else Console(width=160)
+err = Console(stderr=True) if Console(stderr=True).is_terminal else Console(stderr=True, width=160)
+
+ModelArg = Annotated[str, typer.Argument(help="an .onnx file, or zoo:NAME for a bundled model")]
+TargetOpt = Annotated[str, typer.Option("--target", "-t", help="a target name (edgecc targets); 'host' is this machine")]
+ShapeOpt = Annotated[
+    Optional[list[str]], typer.Option("--input-shape", help="NAME:D0,D1,... for a dynamic input (repeatable)")
+]
+TargetsFileOpt = Annotated[Optional[Path], typer.Option("--targets-file", help="a TOML file with more targets")]
+JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="also write the result as JSON to this path ('-' for stdout)")]
+
+
+def handle_errors(fn):
+    """Turn an EdgeccError into one line on stderr and its exit code; anything else is a bug (exit 1)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EdgeccError as e:
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception:
+            err.print(traceback.format_exc(), highlight=False, markup=False)
+            err.print("[bold red]internal error:[/] this is a bug in edgecc; please report it with the traceback above")
+            raise typer.Exit(EXIT_BUG) from None
+
+    return wrapper
+
+
+def write_json(path: Path | None, data: object) -> None:
+    if path is None:
+        return
+    text = json.dumps(data, indent=2) + "\n"
+    if str(path) == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as e:
+        raise BadInputError(f"{path}: cannot write JSON: {e.strerror}") from None
+
+
+def split_list(values: Optional[str]) -> list[str] | None:
+    return [v.strip() for v in values.split(",") if v.strip()] if values else None
+
+
+def parse_options(items: Optional[list[str]]) -> dict[str, object]:
+    """KEY=VALUE pairs; values are read as JSON when they parse (numbers, true/false), else as strings."""
+    options: dict[str, object] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BadInputError(f"malformed --option '{item}': expected KEY=VALUE")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
