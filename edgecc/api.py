@@ -17,7 +17,7 @@ from .backends import get_backend, registry
 from .errors import BackendUnavailable, BadInputError, EdgeccError, UnknownNameError
 from .graph.analysis import ModelAnalysis, analyze
 from .graph.io import PreparedModel, parse_input_shapes, prepare_model, save_model
-from .isolation import Outcome, run_isolated
+from .isolation import Outcome, default_memory_limit, run_isolated
 from .pipeline import build_artifact, check_request, profile_artifact, write_reference
 from .profiling.inputs import load_inputs
 from .report.schema import Baseline, CompareReport, ResultRow
@@ -93,16 +93,21 @@ def profile(
     inputs: str | None = None,
     isolate: bool = True,
     timeout_s: float | None = 1800,
+    memory_limit: int | None = None,
 ) -> ResultRow:
     """Run a compiled artifact here, again without recompiling: latency, per-layer times, and outputs
     checked against the reference stored at compile time. With ``inputs`` (.npz), those are used and
-    the row is not verified. ``isolate`` runs it in a child process, so a crash becomes a failed row."""
+    the row is not verified. ``isolate`` runs it in a child process, so a crash becomes a failed row;
+    it is stopped after ``timeout_s`` or past ``memory_limit`` bytes (default: 75% of this machine's memory)."""
     artifact = load_artifact(artifact_dir)  # checksums are checked here, before any work
     backend = get_backend(artifact.manifest.backend)
     backend.require()
     if not isolate:
         return _profile_job(str(artifact.path), settings, inputs)
-    outcome = run_isolated(_profile_job, str(artifact.path), settings, inputs, timeout_s=timeout_s)
+    outcome = run_isolated(
+        _profile_job, str(artifact.path), settings, inputs, timeout_s=timeout_s,
+        memory_limit=memory_limit or default_memory_limit(),
+    )
     if outcome.kind == "error" and outcome.exit_code in (2, 3):
         raise (BackendUnavailable if outcome.exit_code == 3 else BadInputError)(outcome.message)
     return _row_from_outcome(outcome, artifact.manifest.backend, artifact.manifest.precision)
@@ -181,6 +186,7 @@ def compare(
     options: dict[str, dict[str, object]] | None = None,
     settings: ProfileSettings = ProfileSettings(),
     timeout_s: float | None = 1800,
+    memory_limit: int | None = None,
     artifacts_dir: str | os.PathLike[str] | None = None,
     targets_file: str | os.PathLike[str] | None = None,
     on_row: Callable[[ResultRow, int, int], None] | None = None,
@@ -188,7 +194,8 @@ def compare(
     """Compile and profile ``model`` with every backend x precision on ``target``, each in its own
     process, against the onnxruntime FP32 baseline measured in the same run.
 
-    A row that crashes, hangs past ``timeout_s`` or fails verification is reported with its cause;
+    A row that crashes, hangs past ``timeout_s``, grows past ``memory_limit`` bytes (default: 75% of
+    this machine's memory) or fails verification is reported with its cause;
     the others complete. ``options`` maps backend name -> that backend's options. ``on_row(row, i, n)``
     is called as each row finishes. Artifacts are kept under ``artifacts_dir`` when given.
     """
@@ -215,7 +222,8 @@ def compare(
                     str(model_path), prepared.source, prepared.name, prepared.sha256, tgt, backend, precision,
                     (options or {}).get(backend), str(out), str(reference), settings,
                 )
-                row = _row_from_outcome(run_isolated(_row_job, job, timeout_s=timeout_s), backend, precision)
+                outcome = run_isolated(_row_job, job, timeout_s=timeout_s, memory_limit=memory_limit or default_memory_limit())
+                row = _row_from_outcome(outcome, backend, precision)
                 if keep is None:
                     row = row.model_copy(update={"artifact": None})
             results.append(row)

@@ -6,6 +6,7 @@ import functools
 import json
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import EXIT_BUG, BadInputError, EdgeccError
+from ..errors import EXIT_BUG, BadInputError, EdgeccError, EdgeccWarning
 
 app = typer.Typer(
     help="Compile ONNX models for edge devices and measure which backend runs them fastest.",
@@ -35,13 +36,23 @@ TargetsFileOpt = Annotated[Optional[Path], typer.Option("--targets-file", help="
 JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="also write the result as JSON to this path ('-' for stdout)")]
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, EdgeccWarning):
+        err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:  # a library's warning: keep Python's usual form
+        err.print(warnings.formatwarning(message, category, filename, lineno, line).rstrip(), highlight=False, markup=False)
+
+
 def handle_errors(fn):
     """Turn an EdgeccError into one line on stderr and its exit code; anything else is a bug (exit 1)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", EdgeccWarning)
+                warnings.showwarning = _show_warning
+                return fn(*args, **kwargs)
         except EdgeccError as e:
             err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None

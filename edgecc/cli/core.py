@@ -134,6 +134,13 @@ WarmupOpt = Annotated[int, typer.Option("--warmup", help="untimed runs first")]
 RunsOpt = Annotated[int, typer.Option("--runs", help="at least this many timed runs")]
 MinTimeOpt = Annotated[float, typer.Option("--min-time", help="and at least this many seconds of timed runs")]
 LayerRunsOpt = Annotated[int, typer.Option("--layer-runs", help="runs with per-layer profiling (0: off)")]
+MemoryLimitOpt = Annotated[
+    Optional[float], typer.Option("--memory-limit", min=0.1, help="GiB a run may use before it is stopped (default: 75% of RAM)")
+]
+
+
+def _gib(value: float | None) -> int | None:
+    return None if value is None else int(value * 2**30)
 
 
 @app.command()
@@ -145,10 +152,14 @@ def profile(
     min_time: MinTimeOpt = 1.0,
     layer_runs: LayerRunsOpt = 10,
     inputs: Annotated[Optional[Path], typer.Option("--inputs", help=".npz with one array per input (not verified)")] = None,
+    memory_limit: MemoryLimitOpt = None,
     json_out: JsonOpt = None,
 ) -> None:
     """Run a compiled artifact again (no recompiling): latency, per-layer times, outputs vs the reference."""
-    row = api.profile(artifact_dir, _settings(warmup, runs, min_time, layer_runs), inputs=str(inputs) if inputs else None)
+    row = api.profile(
+        artifact_dir, _settings(warmup, runs, min_time, layer_runs), inputs=str(inputs) if inputs else None,
+        memory_limit=_gib(memory_limit),
+    )
     write_json(json_out, row.model_dump(mode="json", exclude={"speedup"}))
     if json_out is None or str(json_out) != "-":
         from ..report.table import layer_table, profile_table
@@ -174,6 +185,7 @@ def compare(
     min_time: MinTimeOpt = 1.0,
     layer_runs: LayerRunsOpt = 0,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds allowed per row (compile + profile)")] = 1800,
+    memory_limit: MemoryLimitOpt = None,
     artifacts_dir: Annotated[Optional[Path], typer.Option("--artifacts-dir", help="keep each row's artifact here")] = None,
     json_out: JsonOpt = None,
     targets_file: TargetsFileOpt = None,
@@ -194,7 +206,8 @@ def compare(
 
         report = api.compare(
             model, target, backends=split_list(backends), precisions=split_list(precisions), input_shapes=input_shape,
-            settings=_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout, artifacts_dir=artifacts_dir,
+            settings=_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout,
+            memory_limit=_gib(memory_limit), artifacts_dir=artifacts_dir,
             targets_file=targets_file, on_row=on_row,
         )
     write_json(json_out, report.model_dump(mode="json"))
