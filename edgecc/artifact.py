@@ -117,28 +117,44 @@ def check_destination(out_dir: Path) -> None:
             raise BadInputError(f"{out_dir}: exists, is not empty and is not an edgecc artifact; choose another -o")
 
 
+def _remove_stale_staging(out_dir: Path) -> None:
+    """Staging directories left by a compile that was killed (its pid is gone) are removed."""
+    import psutil
+
+    for leftover in out_dir.parent.glob(f".{out_dir.name}.*.partial"):
+        pid = leftover.name[len(out_dir.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def write_artifact(out_dir: Path, build: Callable[[Path], Manifest]) -> Artifact:
     """Call ``build(staging_dir)`` to fill a staging directory and return the manifest (without
     ``files``); checksum the files, write the manifest and move the whole into ``out_dir`` atomically.
 
-    An artifact already at ``out_dir`` is replaced only after the new one is complete.
+    An artifact already at ``out_dir`` is replaced only after the new one is complete; two processes
+    writing the same ``out_dir`` take turns (a lock beside it), and the last one wins whole.
     """
+    from filelock import FileLock
+
     out_dir = Path(out_dir).absolute()
     check_destination(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    _remove_stale_staging(out_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.{os.getpid()}.", suffix=".partial", dir=out_dir.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; an artifact is an ordinary directory
     try:
         manifest = build(staging)
         manifest = manifest.model_copy(update={"files": _checksums(staging)})
         _write_json_atomic(staging / MANIFEST, manifest.model_dump(mode="json"))
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            os.replace(out_dir, old)
-            os.replace(staging, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out_dir)
+        with FileLock(str(out_dir.parent / f".{out_dir.name}.lock")):
+            check_destination(out_dir)
+            if out_dir.exists():
+                old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old.partial")
+                os.replace(out_dir, old)
+                os.replace(staging, out_dir)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(staging, out_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
