@@ -6,6 +6,7 @@ complete, so a failed compile leaves whatever was at the destination untouched.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -127,6 +128,13 @@ def _remove_stale_staging(out_dir: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
+def _lock_path(out_dir: Path) -> Path:
+    """The lock for writing ``out_dir``: in the user cache, so nothing is left beside the artifact."""
+    from .cache import cache_dir
+
+    return cache_dir("locks") / (hashlib.sha256(str(out_dir).encode()).hexdigest()[:24] + ".lock")
+
+
 def write_artifact(out_dir: Path, build: Callable[[Path], Manifest]) -> Artifact:
     """Call ``build(staging_dir)`` to fill a staging directory and return the manifest (without
     ``files``); checksum the files, write the manifest and move the whole into ``out_dir`` atomically.
@@ -146,7 +154,7 @@ def write_artifact(out_dir: Path, build: Callable[[Path], Manifest]) -> Artifact
         manifest = build(staging)
         manifest = manifest.model_copy(update={"files": _checksums(staging)})
         _write_json_atomic(staging / MANIFEST, manifest.model_dump(mode="json"))
-        with FileLock(str(out_dir.parent / f".{out_dir.name}.lock")):
+        with FileLock(str(_lock_path(out_dir))):
             check_destination(out_dir)
             if out_dir.exists():
                 old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old.partial")
