@@ -43,8 +43,21 @@ class ProfileSettings:
             raise BadInputError("profile settings: warmup >= 0, runs >= 1, min time >= 0 and layer runs >= 0")
 
 
-def resolve_target(target: str | Target, targets_file: str | os.PathLike[str] | None = None) -> Target:
-    return target if not isinstance(target, str) else load_registry(targets_file).get(target)
+def resolve_target(
+    target: str | Target, targets_file: str | os.PathLike[str] | None = None, *, measure_host_peak: bool = False
+) -> Target:
+    """The target called ``target``. With ``measure_host_peak``, ``host`` carries its measured GEMM
+    peak (measured once per machine, then cached) instead of the estimate from its clock and ISA."""
+    if not isinstance(target, str):
+        return target
+    if target == "host" and measure_host_peak:
+        from .profiling.roofline import host_peak_gflops
+        from .targets import detect_host
+
+        if host_peak_gflops(measure=False) is None:
+            host_peak_gflops(measure=True)
+            detect_host.cache_clear()
+    return load_registry(targets_file).get(target)
 
 
 def _shapes(input_shapes: ShapeArg) -> dict[str, tuple[int, ...]]:
@@ -199,7 +212,7 @@ def compare(
     the others complete. ``options`` maps backend name -> that backend's options. ``on_row(row, i, n)``
     is called as each row finishes. Artifacts are kept under ``artifacts_dir`` when given.
     """
-    tgt = resolve_target(target, targets_file)
+    tgt = resolve_target(target, targets_file, measure_host_peak=True)
     for p in precisions or []:
         if p not in ("fp32", "bf16", "fp16", "int8"):
             raise UnknownNameError(f"unknown precision '{p}'; known: fp32, bf16, fp16, int8")

@@ -22,6 +22,7 @@ from .errors import UnsupportedError
 from .graph.analysis import analyze
 from .graph.io import PreparedModel, save_model
 from .profiling.inputs import make_inputs
+from .profiling.roofline import roofline_fraction
 from .profiling.timing import LatencyStats, measure
 from .profiling.verify import TOLERANCES, compare_outputs, reference_outputs
 from .report.schema import LayerRow, ResultRow
@@ -162,6 +163,7 @@ def profile_artifact(
         runs=len(samples),
         peak_memory_bytes=peak_rss_bytes(),
         gflops_per_s=(manifest.model.flops / (stats.p50 * 1e6)) if manifest.model.flops else None,
+        roofline_fraction=roofline_fraction(manifest.model.flops, stats.p50, manifest.target.peak_fp32_gflops),
         layers=layers,
         artifact=str(artifact.path),
     )

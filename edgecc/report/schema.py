@@ -38,6 +38,7 @@ class ResultRow(BaseModel):
     runs: int | None = None
     peak_memory_bytes: int | None = Field(None, description="peak resident memory of the process that compiled and ran this row")
     gflops_per_s: float | None = Field(None, description="model FLOPs / p50 latency")
+    roofline_fraction: float | None = Field(None, description="gflops_per_s / the target's peak FP32 GFLOP/s")
     layers: list[LayerRow] = Field(default_factory=list, description="slowest layers first, averaged per run")
     artifact: str | None = None
 
