@@ -257,7 +257,7 @@ def compare(
         versions |= get_backend(name).availability().versions
     return CompareReport(
         model=prepared.source, target=tgt.name, baseline=Baseline(), results=results,
-        measured_on=detect_host().description, versions=versions, flops=flops,
+        measured_on=detect_host().description, versions=versions, flops=flops, peak_gflops=tgt.peak_fp32_gflops,
     )
 
 

@@ -33,6 +33,7 @@ ShapeOpt = Annotated[
     Optional[list[str]], typer.Option("--input-shape", help="NAME:D0,D1,... for a dynamic input (repeatable)")
 ]
 TargetsFileOpt = Annotated[Optional[Path], typer.Option("--targets-file", help="a TOML file with more targets")]
+HtmlOpt = Annotated[Optional[Path], typer.Option("--html", help="also write a self-contained HTML report here")]
 JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="also write the result as JSON to this path ('-' for stdout)")]
 
 

@@ -11,7 +11,7 @@ from rich.markup import escape
 from .. import api
 from ..errors import EXIT_BUG, EXIT_VERIFICATION
 from .common import (
-    JsonOpt, ModelArg, ShapeOpt, TargetOpt, TargetsFileOpt, parse_options, split_list, write_json, app, err,
+    HtmlOpt, JsonOpt, ModelArg, ShapeOpt, TargetOpt, TargetsFileOpt, parse_options, split_list, write_json, app, err,
     handle_errors, out, zoo_app,
 )
 
@@ -42,11 +42,18 @@ def targets(
 
 @app.command()
 @handle_errors
-def doctor(json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+def doctor(
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    measure_peak: Annotated[bool, typer.Option("--measure-peak", help="measure this host's FP32 GEMM peak again (on a quiet machine)")] = False,
+) -> None:
     """Show which backends are installed (versions) and what this host is; how to install what is missing."""
     from ..backends import get_backend, registry
+    from ..profiling.roofline import host_peak_gflops
     from ..targets import detect_host
 
+    if measure_peak:
+        host_peak_gflops(again=True)
+        detect_host.cache_clear()
     host = detect_host()
     rows = []
     for name in registry.names():
@@ -188,6 +195,7 @@ def compare(
     memory_limit: MemoryLimitOpt = None,
     artifacts_dir: Annotated[Optional[Path], typer.Option("--artifacts-dir", help="keep each row's artifact here")] = None,
     json_out: JsonOpt = None,
+    html_out: HtmlOpt = None,
     targets_file: TargetsFileOpt = None,
 ) -> None:
     """Compile and profile MODEL with each backend x precision on TARGET, against the onnxruntime FP32 baseline."""
@@ -211,6 +219,10 @@ def compare(
             targets_file=targets_file, on_row=on_row,
         )
     write_json(json_out, report.model_dump(mode="json"))
+    if html_out is not None:
+        from ..report.html import render_compare, write_html
+
+        write_html(html_out, render_compare(report))
     if not quiet:
         out.print(compare_table(report))
         out.print(f"measured on: {report.measured_on}", highlight=False, markup=False)

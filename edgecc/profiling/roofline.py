@@ -59,11 +59,14 @@ def measure_gemm_gflops(seconds: float = 1.0, n: int = GEMM_N) -> float:
     return 2.0 * n**3 / best / 1e9
 
 
-def host_peak_gflops(*, measure: bool = True) -> float | None:
-    """This machine's measured FP32 peak (GFLOP/s), from the cache or measured now (``measure``)."""
+def host_peak_gflops(*, measure: bool = True, again: bool = False) -> float | None:
+    """This machine's measured FP32 peak (GFLOP/s), from the cache or measured now (``measure``);
+    ``again`` measures anew and replaces the cached value (after one taken on a busy machine)."""
     path = cache_dir("host") / "gemm_peak.json"
     key = _cache_key()
     try:
+        if again:
+            raise ValueError("measure again")
         cached = json.loads(path.read_text(encoding="utf-8"))
         if cached.get("key") == key and cached.get("gflops", 0) > 0:
             return float(cached["gflops"])

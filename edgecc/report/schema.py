@@ -56,3 +56,4 @@ class CompareReport(BaseModel):
     measured_on: str = Field(description="the machine the rows ran on")
     versions: dict[str, str] = Field(default_factory=dict)
     flops: int | None = None
+    peak_gflops: float | None = Field(None, description="the target's peak FP32 GFLOP/s used for roofline_fraction")
