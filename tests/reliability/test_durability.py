@@ -70,3 +70,25 @@ def test_corrupt_openvino_cache_entry_is_rebuilt_not_used(tmp_path):
     row = api.profile(out, settings)
     assert row.status == "ok" and row.verified is True and row.max_abs_error < 1e-4
     assert {b: b.stat().st_size for b in blobs} == sizes  # OpenVINO rebuilt each entry whole
+
+
+def test_ctrl_c_during_compare_stops_cleanly(tmp_path):
+    import psutil
+
+    out = tmp_path / "r.json"
+    proc = _edgecc("compare", "zoo:resnet50", "-t", "host", "--backends", "onnxruntime", "--runs", "1000",
+                   "--min-time", "60", "--json", out)
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 120
+    children = []
+    while time.monotonic() < deadline and not children:
+        children = [c for c in parent.children(recursive=True) if "edgecc.isolation" in " ".join(c.cmdline())]
+        time.sleep(0.1)
+    assert children, "compare never started a row"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert not out.exists()
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, "a row's process outlived the interrupted compare"
