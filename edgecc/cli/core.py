@@ -77,11 +77,13 @@ def inspect(
     model: ModelArg,
     input_shape: ShapeOpt = None,
     json_out: JsonOpt = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="comma-separated; default: every backend")] = None,
 ) -> None:
     """Inputs/outputs, opsets, op histogram, parameters, FLOPs, and which backends support every op."""
-    prepared, analysis, support = api.inspect(model, input_shapes=input_shape)
+    prepared, analysis, support = api.inspect(model, input_shapes=input_shape, backends=split_list(backend))
     data = analysis.to_json() | {"model": prepared.source, "sha256": prepared.sha256, "backends": [
-        {"backend": s.backend, "available": s.available, "reason": s.reason, "unsupported_ops": s.unsupported_ops}
+        {"backend": s.backend, "available": s.available, "reason": s.reason, "unsupported_ops": s.unsupported_ops,
+         "estimate": s.estimate}
         for s in support
     ]}
     write_json(json_out, data)
@@ -98,6 +100,9 @@ def inspect(
     for s in support:
         if not s.available:
             out.print(f"  [yellow]{s.backend}[/]: unavailable ({escape(s.reason)})", highlight=False)
+            if s.estimate is not None:
+                verdict = f"cannot run {', '.join(s.unsupported_ops)}" if s.unsupported_ops else "supports every op"
+                out.print(f"    ESTIMATE: {verdict} ({s.estimate})", highlight=False, markup=False)
         elif s.unsupported_ops:
             out.print(f"  [red]{s.backend}[/]: cannot run {escape(', '.join(s.unsupported_ops))}", highlight=False)
         else:
