@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from .. import api
-from ..errors import EXIT_BUG, EXIT_VERIFICATION
+from ..errors import EXIT_BUG, EXIT_VERIFICATION, BadInputError
 from .common import (
     JsonOpt, ModelArg, ShapeOpt, TargetOpt, TargetsFileOpt, parse_options, split_list, write_json, app, err,
     handle_errors, out, zoo_app,
@@ -139,6 +139,8 @@ WarmupOpt = Annotated[int, typer.Option("--warmup", help="untimed runs first")]
 RunsOpt = Annotated[int, typer.Option("--runs", help="at least this many timed runs")]
 MinTimeOpt = Annotated[float, typer.Option("--min-time", help="and at least this many seconds of timed runs")]
 LayerRunsOpt = Annotated[int, typer.Option("--layer-runs", help="runs with per-layer profiling (0: off)")]
+DeviceOpt = Annotated[Optional[str], typer.Option(
+    "--device", help="where to run: local (default) or ssh://user@host[:port][?python=PATH] (edgecc installed there)")]
 
 
 @app.command()
@@ -151,9 +153,20 @@ def profile(
     layer_runs: LayerRunsOpt = 10,
     inputs: Annotated[Optional[Path], typer.Option("--inputs", help=".npz with one array per input (not verified)")] = None,
     json_out: JsonOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Run a compiled artifact again (no recompiling): latency, per-layer times, outputs vs the reference."""
-    row = api.profile(artifact_dir, _settings(warmup, runs, min_time, layer_runs), inputs=str(inputs) if inputs else None)
+    from ..remote import is_remote
+
+    if is_remote(device):
+        from ..remote.board import profile_on_device
+        from ..remote.ssh import parse_device
+
+        if inputs is not None:
+            raise BadInputError("--inputs is not supported with a remote --device yet")
+        row = profile_on_device(parse_device(device), artifact_dir, _settings(warmup, runs, min_time, layer_runs))
+    else:
+        row = api.profile(artifact_dir, _settings(warmup, runs, min_time, layer_runs), inputs=str(inputs) if inputs else None)
     write_json(json_out, row.model_dump(mode="json", exclude={"speedup"}))
     if json_out is None or str(json_out) != "-":
         from ..report.table import layer_table, profile_table
@@ -182,13 +195,28 @@ def compare(
     artifacts_dir: Annotated[Optional[Path], typer.Option("--artifacts-dir", help="keep each row's artifact here")] = None,
     json_out: JsonOpt = None,
     targets_file: TargetsFileOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Compile and profile MODEL with each backend x precision on TARGET, against the onnxruntime FP32 baseline."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from ..remote import is_remote
     from ..report.table import compare_table, failures
 
     quiet = json_out is not None and str(json_out) == "-"
+    if is_remote(device):
+        from ..remote.board import compare_on_device
+        from ..remote.ssh import parse_device
+
+        dev = parse_device(device)
+        with err.status(f"comparing on {dev.where}", spinner="dots") if not quiet else _nothing():
+            report = compare_on_device(
+                dev, model, target, backends=split_list(backends), precisions=split_list(precisions),
+                input_shapes=input_shape, settings=_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout,
+                artifacts_dir=artifacts_dir, targets_file=targets_file,
+            )
+        _show_compare(report, json_out, quiet)
+        return
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, disable=quiet,
                   transient=True) as progress:
         task = progress.add_task("comparing", total=None)
@@ -202,12 +230,24 @@ def compare(
             settings=_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout, artifacts_dir=artifacts_dir,
             targets_file=targets_file, on_row=on_row,
         )
+    _show_compare(report, json_out, quiet)
+
+
+def _show_compare(report, json_out, quiet: bool) -> None:  # noqa: ANN001
+    from ..report.table import compare_table, failures
+
     write_json(json_out, report.model_dump(mode="json"))
     if not quiet:
         out.print(compare_table(report))
         out.print(f"measured on: {report.measured_on}", highlight=False, markup=False)
         for line in failures(report):
             err.print(f"[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 @zoo_app.command("list")
