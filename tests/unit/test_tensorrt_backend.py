@@ -17,7 +17,7 @@ import pytest
 from onnx import TensorProto
 
 from edgecc.backends import get_backend
-from edgecc.backends.tensorrt import INSTALL_HINT, tensorrt_availability
+from edgecc.backends.tensorrt import tensorrt_availability
 from edgecc.backends.tensorrt.device import CudaProbe, GpuInfo, parse_probe, run_probe
 from edgecc.backends.tensorrt.engine import EngineInfo, check_engine_matches, read_engine_info, write_engine_info
 from edgecc.backends.tensorrt.ops import (
@@ -176,6 +176,17 @@ def test_precisions_follow_compute_capability():
     assert "does not list backend tensorrt" in be.target_support(reg.get("raspberry-pi-4"))
 
 
+def test_compile_refuses_a_target_of_another_gpu():
+    from edgecc.backends.tensorrt.compile import check_target_matches_gpu
+    from edgecc.errors import UnsupportedError
+
+    reg = load_registry(None)
+    check_target_matches_gpu(reg.get("jetson-orin-nano"), ORIN)
+    with pytest.raises(UnsupportedError, match=r"target jetson-orin-nano has compute capability 8.7, the GPU here is "
+                                               r"NVIDIA GeForce RTX 3090 \(8.6\).*--device ssh://user@host"):
+        check_target_matches_gpu(reg.get("jetson-orin-nano"), RTX)
+
+
 # --- engine manifest ---
 
 def info_for(gpu: GpuInfo, trt="10.3.0", driver="12.6") -> EngineInfo:
@@ -276,7 +287,6 @@ def test_opset_range_note():
 @pytest.mark.skipif(not no_tensorrt_here(), reason="tensorrt is installed here: the parser answers instead")
 def test_unsupported_ops_without_tensorrt_is_the_estimate_and_inspect_labels_it(tmp_path):
     x = oh.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
-    y = oh.make_tensor_value_info("y", TensorProto.INT64, [1, 4])
     z = oh.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4])
     proto = make_model([oh.make_node("Relu", ["x"], ["z"]), oh.make_node("BitShift", ["a", "b"], ["y"], direction="LEFT")],
                        [x, oh.make_tensor_value_info("a", TensorProto.UINT8, [1, 4]),

@@ -201,7 +201,7 @@ def test_a_tensorrt_without_the_fp16_flag_is_a_clear_error(targets):
     assert not [c for c in calls if c[0] == "clear_flag"]
 
 
-def test_relax_ranged_inputs_marks_only_varying_dims():
+def test_relax_ranged_inputs_marks_only_varying_dims(tmp_path):
     from edgecc.backends.tensorrt.compile import relax_ranged_inputs
 
     prepared = prepare_model("zoo:tinycnn")
@@ -211,3 +211,20 @@ def test_relax_ranged_inputs_marks_only_varying_dims():
     relax_ranged_inputs(prepared.model, {name: rng})
     dims = list(prepared.model.graph.inputs[0].shape)
     assert isinstance(dims[0], ir.SymbolicDim) and dims[1:] == shape[1:]
+    # inferred static shapes downstream are dropped (they would contradict the dynamic batch); types stay
+    assert all(v.shape is None and v.type is not None for n in prepared.model.graph for v in n.outputs)
+    # the relaxed file is a valid model that takes other batch sizes (onnxruntime as the check)
+    import numpy as np
+    import onnxruntime as ort
+
+    from edgecc.graph.io import save_model
+
+    path = save_model(prepared.model, tmp_path / "relaxed.onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {name: np.zeros([3] + shape[1:], np.float32)})[0]
+    assert out.shape[0] == 3
+    # a range with min == max changes nothing
+    again = prepare_model("zoo:tinycnn")
+    relax_ranged_inputs(again.model, {name: ShapeRange(min=tuple(shape), max=tuple(shape))})
+    assert list(again.model.graph.inputs[0].shape) == shape
+    assert all(v.shape is not None for n in again.model.graph for v in n.outputs)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ...errors import UnsupportedError
 from ..base import BackendOptions, CompileOutput, Compiler, unavailable
 from .config import apply_build_plan, model_facts, plan_build
-from .device import current_gpu, probe_cuda
+from .device import GpuInfo, current_gpu, probe_cuda
 from .engine import ENGINE_FILE, EngineInfo, write_engine_info
 from .timing_cache import load_timing_cache, save_timing_cache, timing_cache_path
 
@@ -55,16 +55,37 @@ def parser_errors(parser) -> list[str]:  # noqa: ANN001
 
 
 def relax_ranged_inputs(model, ranges) -> None:  # noqa: ANN001 - onnx_ir.Model, dict[str, ShapeRange]
-    """Make the dimensions that vary within a shape range dynamic, so TensorRT builds a profile for them."""
+    """Make the dimensions that vary within a shape range dynamic, so TensorRT builds a profile for them.
+
+    The static shapes inferred for every other value would contradict the dynamic inputs, so they are
+    dropped (types kept): TensorRT infers shapes itself.
+    """
     import onnx_ir as ir
 
+    relaxed = False
     for value in model.graph.inputs:
         rng = ranges.get(value.name)
         if rng is None or value.shape is None:
             continue
         dims = [d if lo == hi else ir.SymbolicDim(f"{value.name}_dim{i}")
                 for i, (d, lo, hi) in enumerate(zip(value.shape, rng.min, rng.max))]
+        relaxed |= any(isinstance(d, ir.SymbolicDim) for d in dims)
         value.shape = ir.Shape(dims)
+    if relaxed:
+        for node in model.graph.all_nodes():
+            for out in node.outputs:
+                out.shape = None
+
+
+def check_target_matches_gpu(target: Target, gpu: GpuInfo) -> None:
+    """Refuse to build for ``target`` on a GPU of another compute capability: the engine would not run there."""
+    wanted = target.tensorrt.compute_capability if target.tensorrt else None
+    if wanted != gpu.compute_capability:
+        raise UnsupportedError(
+            f"target {target.name} has compute capability {wanted}, the GPU here is {gpu.name} "
+            f"({gpu.compute_capability}): a TensorRT engine runs only on the GPU it was built on; build on the "
+            "device itself (edgecc installed there, or --device ssh://user@host), or pick the target of this GPU"
+        )
 
 
 class TensorRtCompiler(Compiler):
@@ -79,13 +100,7 @@ class TensorRtCompiler(Compiler):
         gpu = current_gpu()
         if gpu is None:
             raise unavailable("tensorrt", f"no CUDA device here ({probe_cuda().describe()})")
-        wanted = target.tensorrt.compute_capability if target.tensorrt else None
-        if wanted != gpu.compute_capability:
-            raise UnsupportedError(
-                f"target {target.name} has compute capability {wanted}, the GPU here is {gpu.name} "
-                f"({gpu.compute_capability}): a TensorRT engine runs only on the GPU it was built on; build on the "
-                "device itself (edgecc installed there, or --device ssh://user@host), or pick the target of this GPU"
-            )
+        check_target_matches_gpu(target, gpu)
         plan = plan_build(opts, target, precision, model_facts(model.model, model.inputs))
 
         logger = make_logger(trt)

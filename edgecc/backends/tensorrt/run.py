@@ -89,6 +89,8 @@ class TensorRtRunner(Runner):
             self.context.profiler = self._profiler
         self.stream = cuda.Stream()
         self._device: dict[str, object] = {}
+        # numpy dtypes kept here: DeviceArray.dtype is deprecated in polygraphy and warns on every read
+        self._dtypes: dict[str, np.dtype] = {}
         self._host_out: dict[str, np.ndarray] = {}
         for spec in self.inputs:
             self.context.set_input_shape(spec.name, tuple(spec.shape))
@@ -98,18 +100,22 @@ class TensorRtRunner(Runner):
             dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
             buf = cuda.DeviceArray(shape=shape, dtype=dtype)
             self._device[name] = buf
+            self._dtypes[name] = dtype
             if not self.context.set_tensor_address(name, buf.ptr):
                 raise ArtifactError(f"{artifact.path}: TensorRT refused the buffer for tensor {name}")
             if self.engine.get_tensor_mode(name) == trt.TensorIOMode.OUTPUT:
                 self._host_out[name] = np.empty(shape, dtype=dtype)
 
     def _enqueue(self, feeds: dict[str, np.ndarray]) -> None:
-        for spec in self.inputs:
-            buf = self._device[spec.name]
-            arr = np.ascontiguousarray(feeds[spec.name], dtype=buf.dtype)  # type: ignore[attr-defined]
-            buf.copy_from(arr, self.stream)  # type: ignore[attr-defined]
+        self._copy_inputs(feeds)
         if not self.context.execute_async_v3(self.stream.ptr):
             raise RuntimeError("TensorRT execute_async_v3 failed: " + "; ".join(self._logger.errors()[-2:]))
+
+    def _copy_inputs(self, feeds: dict[str, np.ndarray]) -> None:
+        # The host arrays must outlive the asynchronous copies: kept until the next call.
+        self._staged = [np.ascontiguousarray(feeds[s.name], dtype=self._dtypes[s.name]) for s in self.inputs]
+        for spec, arr in zip(self.inputs, self._staged):
+            self._device[spec.name].copy_from(arr, self.stream)  # type: ignore[attr-defined]
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._enqueue(feeds)
@@ -128,9 +134,7 @@ class TensorRtRunner(Runner):
         times = []
         try:
             for _ in range(runs):
-                for spec in self.inputs:
-                    buf = self._device[spec.name]
-                    buf.copy_from(np.ascontiguousarray(feeds[spec.name], dtype=buf.dtype), self.stream)  # type: ignore[attr-defined]
+                self._copy_inputs(feeds)
                 start.record(self.stream.ptr)
                 if not self.context.execute_async_v3(self.stream.ptr):
                     raise RuntimeError("TensorRT execute_async_v3 failed")
