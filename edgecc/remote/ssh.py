@@ -20,7 +20,7 @@ import os
 import shlex
 import signal
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -50,7 +50,6 @@ class SshDevice:
     retries: int = 2
     retry_delay_s: float = 0.5
     keepalive_s: float = 30.0
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def where(self) -> str:
