@@ -279,9 +279,23 @@ def test_estimate_finds_ops_in_subgraphs_functions_and_custom_domains():
 
 
 def test_opset_range_note():
-    assert opset_outside_range(ir.from_proto(make_model([], [], [], opset=21))) == \
-        "the model uses ONNX opset 21; TensorRT 10.0's parser takes opsets 9-20"
+    from edgecc.graph.io import PreparedModel
+
+    new = ir.from_proto(make_model([], [], [], opset=21))
+    assert opset_outside_range(new) == "the model uses ONNX opset 21; TensorRT 10.0's parser takes opsets 9-20"
     assert opset_outside_range(ir.from_proto(make_model([], [], [], opset=17))) is None
+    ops, label = get_backend("tensorrt").estimated_unsupported_ops(PreparedModel(new, "m", "m", "0"))
+    assert ops == [] and label.endswith("; note: the model uses ONNX opset 21; TensorRT 10.0's parser takes opsets 9-20")
+
+
+def test_layer_types_from_engine_inspector_json():
+    from edgecc.backends.tensorrt.run import layer_types
+
+    info = json.dumps({"Layers": [{"Name": "conv1 + relu1", "LayerType": "CaskConvolution"},
+                                  {"Name": "pool", "LayerType": "CaskPooling"}, {"LayerType": "NoName"}],
+                       "Bindings": ["x", "y"]})
+    assert layer_types(info) == {"conv1 + relu1": "CaskConvolution", "pool": "CaskPooling"}
+    assert layer_types("not json") == {} and layer_types('["a"]') == {}
 
 
 @pytest.mark.skipif(not no_tensorrt_here(), reason="tensorrt is installed here: the parser answers instead")

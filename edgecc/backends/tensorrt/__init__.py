@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from ..base import Availability, Backend, Compiler, Runner, op_id, unavailable
 from .config import ShapeRange, TensorRtOptions, compute_capability
 from .device import CudaProbe, probe_cuda
-from .ops import ESTIMATE_LABEL, estimate_unsupported_ops
+from .ops import ESTIMATE_LABEL, estimate_unsupported_ops, opset_outside_range
 
 if TYPE_CHECKING:
     from ...artifact import Artifact
@@ -116,8 +116,9 @@ class TensorRtBackend(Backend):
         return parser_unsupported_ops(model)
 
     def estimated_unsupported_ops(self, model: PreparedModel) -> tuple[list[str], str]:
-        """The static table's answer and the label that says it is an estimate."""
-        return estimate_unsupported_ops(model.model), ESTIMATE_LABEL
+        """The static table's answer and the label that says it is an estimate (with the opset caveat)."""
+        opset = opset_outside_range(model.model)
+        return estimate_unsupported_ops(model.model), ESTIMATE_LABEL + (f"; note: {opset}" if opset else "")
 
     def compiler(self) -> Compiler:
         self.require()

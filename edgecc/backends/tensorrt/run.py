@@ -62,6 +62,19 @@ def make_profiler(trt):  # noqa: ANN001
     return SummingProfiler()
 
 
+def layer_types(engine_information: str) -> dict[str, str]:
+    """Layer name -> TensorRT layer type from the engine inspector's JSON (engines built with DETAILED
+    profiling verbosity list each layer as {"Name": ..., "LayerType": ...}); {} when it says less."""
+    import json
+
+    try:
+        data = json.loads(engine_information)
+    except ValueError:
+        return {}
+    layers = data.get("Layers", []) if isinstance(data, dict) else []
+    return {str(l["Name"]): str(l.get("LayerType", "")) for l in layers if isinstance(l, dict) and "Name" in l}
+
+
 class TensorRtRunner(Runner):
     def __init__(self, artifact: Artifact, *, profile_layers: bool = False):
         super().__init__(artifact)
@@ -152,7 +165,13 @@ class TensorRtRunner(Runner):
         self._profiler.totals.clear()
         for _ in range(runs):
             self._run(feeds)
-        layers = [LayerTime(name, "", total / runs, "tensorrt") for name, total in self._profiler.totals.items()]
+        types: dict[str, str] = {}
+        try:
+            inspector = self.engine.create_engine_inspector()
+            types = layer_types(inspector.get_engine_information(self._trt.LayerInformationFormat.JSON))
+        except (AttributeError, RuntimeError):  # an older TensorRT without the inspector: names only
+            pass
+        layers = [LayerTime(name, types.get(name, ""), total / runs, "tensorrt") for name, total in self._profiler.totals.items()]
         return sorted(layers, key=lambda l: l.time_ms, reverse=True)
 
     def close(self) -> None:
