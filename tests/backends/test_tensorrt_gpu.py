@@ -47,6 +47,7 @@ def test_build_verify_profile(tmp_path, gpu_target, precision):
     row = profile_artifact(art, be, layer_runs=3, **QUICK)
     assert row.status == "ok" and row.verified is True, row.error
     assert row.layers and all(l.time_ms >= 0 for l in row.layers)
+    assert row.device_latency_ms is not None and 0 < row.device_latency_ms.p50 <= row.latency_ms.p50
 
 
 def test_timing_cache_is_reused(tmp_path, gpu_target):
@@ -74,7 +75,7 @@ def test_cuda_event_timing_and_mismatch_refused(tmp_path, gpu_target):
     art = build_artifact(prepare_model("zoo:tinycnn"), gpu_target, be, "fp32", None, tmp_path / "a")
     feeds, _ = read_reference(load_artifact(art.path))
     with be.open_runner(art) as runner:
-        times = runner.gpu_times_ms(feeds, warmup=2, runs=5)
+        times = runner.device_times_ms(feeds, warmup=2, runs=5)
     assert len(times) == 5 and all(t > 0 for t in times)
     info = read_engine_info(art.path).model_copy(update={"compute_capability": "1.0"})
     with pytest.raises(ArtifactError, match="cannot run on"):

@@ -317,3 +317,20 @@ def test_unsupported_ops_without_tensorrt_is_the_estimate_and_inspect_labels_it(
     assert "ESTIMATE: cannot run BitShift (estimate from a static table of TensorRT 10.0" in " ".join(r.stdout.split())
     r = _edgecc("inspect", str(path), "--backend", "tensorrtt")
     assert r.returncode == 2 and "unknown backend 'tensorrtt' (did you mean tensorrt?)" in r.stderr
+
+
+def test_profile_rows_carry_a_device_timer_when_the_runner_has_one(tmp_path, monkeypatch):
+    """The pipeline hook TensorRT's CUDA-event timing goes through: absent for onnxruntime, reported
+    when a runner has device_times_ms (here a stand-in on the onnxruntime runner, 2.5 ms per run)."""
+    from edgecc.backends.onnxruntime.run import OnnxRuntimeRunner
+    from edgecc.pipeline import build_artifact, profile_artifact
+
+    be = get_backend("onnxruntime")
+    art = build_artifact(prepare_model("zoo:tinycnn"), load_registry(None).get("host"), be, "fp32", None, tmp_path / "a")
+    row = profile_artifact(art, be, warmup=1, runs=3, min_time_s=0, layer_runs=0)
+    assert row.device_latency_ms is None and row.latency_ms.p50 > 0
+    asked = []
+    monkeypatch.setattr(OnnxRuntimeRunner, "device_times_ms",
+                        lambda self, feeds, warmup, runs: asked.append((warmup, runs)) or [2.5] * runs, raising=False)
+    row = profile_artifact(art, be, warmup=1, runs=3, min_time_s=0, layer_runs=0)
+    assert row.device_latency_ms.p50 == 2.5 and asked == [(1, row.runs)]

@@ -138,7 +138,7 @@ class TensorRtRunner(Runner):
         wanted = {s.name: s.dtype for s in self.outputs}
         return {name: host.astype(wanted[name], copy=True) for name, host in self._host_out.items() if name in wanted}
 
-    def gpu_times_ms(self, feeds: dict[str, np.ndarray], warmup: int, runs: int) -> list[float]:
+    def device_times_ms(self, feeds: dict[str, np.ndarray], warmup: int, runs: int) -> list[float]:
         """Per-run GPU time of the engine alone (input copies before, output copies not included), from
         CUDA events recorded around execute_async_v3 on the runner's stream (ms)."""
         for _ in range(warmup):
