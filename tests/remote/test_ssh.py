@@ -136,6 +136,33 @@ def test_compare_on_the_device_brings_back_report_and_artifacts(sshd, tmp_path):
     assert {"manifest.json", "model.onnx", "reference.npz"} <= {p.name for p in Path(row["artifact"]).iterdir()}
 
 
+def test_compare_with_a_local_targets_file_and_a_used_artifacts_dir(sshd, tmp_path):
+    targets = tmp_path / "targets.toml"
+    targets.write_text("""[[target]]
+name = "my-board"
+kind = "cpu"
+description = "a board only this laptop's targets file knows"
+device_class = "single-board-computer"
+preferred_backend = "onnxruntime"
+arch = "x86_64"
+cpu = "test"
+cores = 1
+peak_fp32_gflops = 10.0
+memory_gib = 1
+onnxruntime = {}
+""")
+    r = edgecc("compare", "zoo:tinycnn", "-t", "my-board", "--targets-file", str(targets), *QUICK,
+               "--device", url(sshd), "--json", "-")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["target"] == "my-board" and [x["status"] for x in report["results"]] == ["ok"]
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "keep.txt").write_text("mine")
+    r = edgecc("compare", "zoo:tinycnn", "-t", "host", *QUICK, "--device", url(sshd), "--artifacts-dir", str(used))
+    assert r.returncode == 2 and "must be empty or new" in r.stderr and (used / "keep.txt").read_text() == "mine"
+
+
 def test_profile_on_the_device(sshd, tmp_path):
     art = tmp_path / "art"
     assert edgecc("compile", "zoo:tinycnn", "-t", "host", "-b", "onnxruntime", "-o", str(art)).returncode == 0

@@ -141,7 +141,11 @@ class TensorRtCompiler(Compiler):
         (out_dir / ENGINE_FILE).write_bytes(bytes(serialized))
         after = b""
         if cache_file is not None and cache is not None:
-            after = bytes(config.get_timing_cache().serialize())
+            merged = config.get_timing_cache()
+            latest = load_timing_cache(cache_file)
+            if latest and latest != before:  # another build saved meanwhile: keep its entries too
+                merged.combine(config.create_timing_cache(latest), False)
+            after = bytes(merged.serialize())
             save_timing_cache(cache_file, after)
         probe = probe_cuda()
         write_engine_info(out_dir, EngineInfo(
