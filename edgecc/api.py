@@ -267,21 +267,28 @@ class BackendSupport:
     available: bool
     reason: str
     unsupported_ops: list[str]
+    #: set when unsupported_ops is an estimate (the backend is absent): says what it is estimated from
+    estimate: str | None = None
 
 
 def inspect(
-    model: str | os.PathLike[str], *, input_shapes: ShapeArg = None
+    model: str | os.PathLike[str], *, input_shapes: ShapeArg = None, backends: list[str] | None = None
 ) -> tuple[PreparedModel, ModelAnalysis, list[BackendSupport]]:
     """Validate ``model`` and describe it: inputs/outputs, opsets, op histogram, params, FLOPs, and
-    for each installed backend which ops it cannot run."""
+    for each installed backend (or those in ``backends``) which ops it cannot run. A backend that is
+    absent but has a static capability table gives its estimate, labelled as one."""
+    for n in backends or []:
+        get_backend(n)  # an unknown name fails here with the known ones
     prepared = prepare_model(model, _shapes(input_shapes))
     analysis = analyze(prepared.model)
     support = []
-    for name in registry.names():
+    for name in backends or registry.names():
         be = get_backend(name)
         a = be.availability()
         if not a.available:
-            support.append(BackendSupport(name, False, f"{a.reason}; install: {be.install_command}", []))
+            estimator = getattr(be, "estimated_unsupported_ops", None)
+            ops, label = estimator(prepared) if estimator is not None else ([], None)
+            support.append(BackendSupport(name, False, f"{a.reason}; install: {be.install_command}", ops, label))
             continue
         try:
             support.append(BackendSupport(name, True, "", be.unsupported_ops(prepared)))

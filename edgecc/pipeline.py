@@ -145,6 +145,9 @@ def profile_artifact(
     with backend.open_runner(artifact) as runner:
         outputs = runner.run(feeds)
         samples = measure(lambda: runner.run(feeds), warmup=warmup, runs=runs, min_time_s=min_time_s)
+        # Backends on an accelerator also time the model alone on the device (TensorRT: CUDA events).
+        device_timer = getattr(runner, "device_times_ms", None)
+        device = LatencyStats.from_samples(np.asarray(device_timer(feeds, warmup, len(samples)))) if device_timer else None
     layers: list[LayerRow] = []
     if layer_runs > 0:
         with backend.open_runner(artifact, profile_layers=True) as runner:
@@ -157,6 +160,7 @@ def profile_artifact(
         precision=manifest.precision,
         status="ok",
         latency_ms=stats,
+        device_latency_ms=device,
         throughput_per_s=1000.0 * batch / stats.mean,
         compile_s=manifest.compile_s,
         artifact_bytes=artifact.total_bytes,

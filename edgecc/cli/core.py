@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from .. import api
-from ..errors import EXIT_BUG, EXIT_VERIFICATION
+from ..errors import EXIT_BUG, EXIT_VERIFICATION, BadInputError
 from .common import (
     HtmlOpt, JsonOpt, ModelArg, ShapeOpt, TargetOpt, TargetsFileOpt, parse_options, split_list, write_json, app, err,
     handle_errors, out, zoo_app,
@@ -84,11 +84,13 @@ def inspect(
     model: ModelArg,
     input_shape: ShapeOpt = None,
     json_out: JsonOpt = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="comma-separated; default: every backend")] = None,
 ) -> None:
     """Inputs/outputs, opsets, op histogram, parameters, FLOPs, and which backends support every op."""
-    prepared, analysis, support = api.inspect(model, input_shapes=input_shape)
+    prepared, analysis, support = api.inspect(model, input_shapes=input_shape, backends=split_list(backend))
     data = analysis.to_json() | {"model": prepared.source, "sha256": prepared.sha256, "backends": [
-        {"backend": s.backend, "available": s.available, "reason": s.reason, "unsupported_ops": s.unsupported_ops}
+        {"backend": s.backend, "available": s.available, "reason": s.reason, "unsupported_ops": s.unsupported_ops,
+         "estimate": s.estimate}
         for s in support
     ]}
     write_json(json_out, data)
@@ -105,6 +107,9 @@ def inspect(
     for s in support:
         if not s.available:
             out.print(f"  [yellow]{s.backend}[/]: unavailable ({escape(s.reason)})", highlight=False)
+            if s.estimate is not None:
+                verdict = f"cannot run {', '.join(s.unsupported_ops)}" if s.unsupported_ops else "supports every op"
+                out.print(f"    ESTIMATE: {verdict} ({s.estimate})", highlight=False, markup=False)
         elif s.unsupported_ops:
             out.print(f"  [red]{s.backend}[/]: cannot run {escape(', '.join(s.unsupported_ops))}", highlight=False)
         else:
@@ -144,6 +149,8 @@ LayerRunsOpt = Annotated[int, typer.Option("--layer-runs", help="runs with per-l
 MemoryLimitOpt = Annotated[
     Optional[float], typer.Option("--memory-limit", min=0.1, help="GiB a run may use before it is stopped (default: 75% of RAM)")
 ]
+DeviceOpt = Annotated[Optional[str], typer.Option(
+    "--device", help="where to run: local (default) or ssh://user@host[:port][?python=PATH] (edgecc installed there)")]
 
 
 def _gib(value: float | None) -> int | None:
@@ -161,12 +168,23 @@ def profile(
     inputs: Annotated[Optional[Path], typer.Option("--inputs", help=".npz with one array per input (not verified)")] = None,
     memory_limit: MemoryLimitOpt = None,
     json_out: JsonOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Run a compiled artifact again (no recompiling): latency, per-layer times, outputs vs the reference."""
-    row = api.profile(
-        artifact_dir, _settings(warmup, runs, min_time, layer_runs), inputs=str(inputs) if inputs else None,
-        memory_limit=_gib(memory_limit),
-    )
+    from ..remote import is_remote
+
+    if is_remote(device):
+        from ..remote.board import profile_on_device
+        from ..remote.ssh import parse_device
+
+        if inputs is not None:
+            raise BadInputError("--inputs is not supported with a remote --device yet")
+        row = profile_on_device(parse_device(device), artifact_dir, _settings(warmup, runs, min_time, layer_runs))
+    else:
+        row = api.profile(
+            artifact_dir, _settings(warmup, runs, min_time, layer_runs), inputs=str(inputs) if inputs else None,
+            memory_limit=_gib(memory_limit),
+        )
     write_json(json_out, row.model_dump(mode="json", exclude={"speedup"}))
     if json_out is None or str(json_out) != "-":
         from ..report.table import layer_table, profile_table
@@ -197,13 +215,27 @@ def compare(
     json_out: JsonOpt = None,
     html_out: HtmlOpt = None,
     targets_file: TargetsFileOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Compile and profile MODEL with each backend x precision on TARGET, against the onnxruntime FP32 baseline."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from ..report.table import compare_table, failures
+    from ..remote import is_remote
 
     quiet = json_out is not None and str(json_out) == "-"
+    if is_remote(device):
+        from ..remote.board import compare_on_device
+        from ..remote.ssh import parse_device
+
+        dev = parse_device(device)
+        with err.status(f"comparing on {dev.where}", spinner="dots") if not quiet else _nothing():
+            report = compare_on_device(
+                dev, model, target, backends=split_list(backends), precisions=split_list(precisions),
+                input_shapes=input_shape, settings=_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout,
+                artifacts_dir=artifacts_dir, targets_file=targets_file,
+            )
+        _show_compare(report, json_out, html_out, quiet)
+        return
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, disable=quiet,
                   transient=True) as progress:
         task = progress.add_task("comparing", total=None)
@@ -218,6 +250,12 @@ def compare(
             memory_limit=_gib(memory_limit), artifacts_dir=artifacts_dir,
             targets_file=targets_file, on_row=on_row,
         )
+    _show_compare(report, json_out, html_out, quiet)
+
+
+def _show_compare(report, json_out, html_out, quiet: bool) -> None:  # noqa: ANN001
+    from ..report.table import compare_table, failures
+
     write_json(json_out, report.model_dump(mode="json"))
     if html_out is not None:
         from ..report.html import render_compare, write_html
@@ -228,6 +266,12 @@ def compare(
         out.print(f"measured on: {report.measured_on}", highlight=False, markup=False)
         for line in failures(report):
             err.print(f"[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 @zoo_app.command("list")

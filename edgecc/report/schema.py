@@ -27,6 +27,9 @@ class ResultRow(BaseModel):
     status: Status
     error: str | None = None
     latency_ms: LatencyStats | None = None
+    device_latency_ms: LatencyStats | None = Field(
+        None, description="the model alone on the accelerator, without host<->device copies (TensorRT: CUDA events)"
+    )
     throughput_per_s: float | None = Field(None, description="samples per second at the model's batch size, sequential runs")
     speedup: float | None = Field(None, description="baseline p50 / this row's p50, both measured in the same run")
     max_abs_error: float | None = None
