@@ -54,9 +54,8 @@ def resolve_target(
         from .profiling.roofline import host_peak_gflops
         from .targets import detect_host
 
-        if host_peak_gflops(measure=False) is None:
-            host_peak_gflops(measure=True)
-            detect_host.cache_clear()
+        host_peak_gflops(again=True)  # 1 s; keeps the best measurement so far
+        detect_host.cache_clear()
     return load_registry(targets_file).get(target)
 
 

@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
+from .atomic import write_atomic
 from .errors import ArtifactError, BadInputError
 from .graph.io import TensorSpec, sha256_file
 from .targets import TARGET_ADAPTER, Target
@@ -153,7 +154,7 @@ def write_artifact(out_dir: Path, build: Callable[[Path], Manifest]) -> Artifact
     try:
         manifest = build(staging)
         manifest = manifest.model_copy(update={"files": _checksums(staging)})
-        _write_json_atomic(staging / MANIFEST, manifest.model_dump(mode="json"))
+        write_atomic(staging / MANIFEST, json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
         with FileLock(str(_lock_path(out_dir))):
             check_destination(out_dir)
             if out_dir.exists():
@@ -167,12 +168,6 @@ def write_artifact(out_dir: Path, build: Callable[[Path], Manifest]) -> Artifact
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return Artifact(out_dir, manifest)
-
-
-def _write_json_atomic(path: Path, data: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def load_artifact(path: str | os.PathLike[str], *, verify: bool = True) -> Artifact:

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ..atomic import write_atomic
 from ..errors import EXIT_BUG, BadInputError, EdgeccError, EdgeccWarning
 
 app = typer.Typer(
@@ -77,13 +78,7 @@ def write_json(path: Path | None, data: object) -> None:
     if str(path) == "-":
         sys.stdout.write(text)
         return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except OSError as e:
-        raise BadInputError(f"{path}: cannot write JSON: {e.strerror}") from None
+    write_atomic(path, text)
 
 
 def split_list(values: Optional[str]) -> list[str] | None:

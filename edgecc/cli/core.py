@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from .. import api
+from ..atomic import write_atomic
 from ..errors import EXIT_BUG, EXIT_VERIFICATION, BadInputError
 from .common import (
     HtmlOpt, JsonOpt, ModelArg, ShapeOpt, TargetOpt, TargetsFileOpt, parse_options, split_list, write_json, app, err,
@@ -44,7 +45,7 @@ def targets(
 @handle_errors
 def doctor(
     json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-    measure_peak: Annotated[bool, typer.Option("--measure-peak", help="measure this host's FP32 GEMM peak again (on a quiet machine)")] = False,
+    measure_peak: Annotated[bool, typer.Option("--measure-peak", help="measure this host's FP32 GEMM peak again; the best measurement so far is kept")] = False,
 ) -> None:
     """Show which backends are installed (versions) and what this host is; how to install what is missing."""
     from ..backends import get_backend, registry
@@ -294,13 +295,8 @@ def zoo_export(
     seed: Annotated[int, typer.Option("--seed", help="weights seed")] = 0,
 ) -> None:
     """Write a bundled model to an .onnx file (dynamic dimensions kept)."""
-    import onnx
-
     from .. import zoo
 
     model = zoo.get(name).build(seed)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(output)
+    write_atomic(output, model.SerializeToString())
     out.print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB)", highlight=False, markup=False)

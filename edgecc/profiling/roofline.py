@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from ..atomic import write_atomic
 from ..cache import cache_dir
 
 GEMM_N = 1024  # 2 GFLOP per product: long enough to saturate the FMA units, short enough to repeat
@@ -60,24 +61,28 @@ def measure_gemm_gflops(seconds: float = 1.0, n: int = GEMM_N) -> float:
 
 
 def host_peak_gflops(*, measure: bool = True, again: bool = False) -> float | None:
-    """This machine's measured FP32 peak (GFLOP/s), from the cache or measured now (``measure``);
-    ``again`` measures anew and replaces the cached value (after one taken on a busy machine)."""
+    """This machine's measured FP32 peak (GFLOP/s).
+
+    Without ``measure``, the cached value (None if there is none). With ``measure``, the cached value
+    when there is one, else a measurement. With ``again``, a new measurement too, and the best of it
+    and the cached value is kept: a busy machine only ever lowers a measurement, so the best one is
+    the closest to the truth.
+    """
     path = cache_dir("host") / "gemm_peak.json"
     key = _cache_key()
+    cached_gflops = 0.0
     try:
-        if again:
-            raise ValueError("measure again")
         cached = json.loads(path.read_text(encoding="utf-8"))
         if cached.get("key") == key and cached.get("gflops", 0) > 0:
-            return float(cached["gflops"])
+            cached_gflops = float(cached["gflops"])
     except (OSError, ValueError):
         pass  # absent or damaged: measure again
-    if not measure:
+    if cached_gflops and not again:
+        return cached_gflops
+    if not measure and not again:
         return None
-    gflops = round(measure_gemm_gflops(), 1)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"key": key, "gflops": gflops}), encoding="utf-8")
-    tmp.replace(path)
+    gflops = max(cached_gflops, round(measure_gemm_gflops(), 1))
+    write_atomic(path, json.dumps({"key": key, "gflops": gflops}))
     return gflops
 
 

@@ -6,6 +6,7 @@ import html
 import io
 from datetime import datetime, timezone
 
+from ..atomic import write_atomic
 from .pareto import pareto_front
 from .schema import CompareReport, ResultRow
 
@@ -120,19 +121,8 @@ def _table(rows: list[ResultRow], front: set[str]) -> str:
 
 
 def write_html(path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    from pathlib import Path
-
-    from ..errors import BadInputError
-
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except OSError as e:
-        raise BadInputError(f"{path}: cannot write the report: {e.strerror}") from None
+    """Write the report to ``path`` atomically."""
+    write_atomic(path, text)
 
 
 def render_compare(report: CompareReport) -> str:

@@ -7,6 +7,8 @@ version are useless (TensorRT rejects them), hence one file per pair.
 
 from __future__ import annotations
 
+from ...atomic import write_atomic
+
 import os
 import re
 from pathlib import Path
@@ -38,6 +40,4 @@ def load_timing_cache(path: Path) -> bytes:
 
 def save_timing_cache(path: Path, data: bytes) -> None:
     """Replace the cache atomically: a concurrent build reads the old cache or the new, never half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_atomic(path, data)
