@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from ...atomic import write_atomic
 
-import os
 import re
 from pathlib import Path
 
