@@ -44,6 +44,9 @@ class OnnxRuntimeBackend(Backend):
     def precisions(self, target: Target) -> tuple[str, ...]:
         return ("fp32",)
 
+    def calibrated_precisions(self, target: Target) -> tuple[str, ...]:
+        return ("int8",)  # QDQ models run with onnxruntime's INT8 kernels
+
     def unsupported_ops(self, model: PreparedModel) -> list[str]:
         kernels = _cpu_kernels()
         local_functions = {f.domain for f in model.model.functions.values()}
