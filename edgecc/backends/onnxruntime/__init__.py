@@ -53,6 +53,8 @@ class OnnxRuntimeBackend(Backend):
         missing = set()
         for node in model.model.graph.all_nodes():
             domain = "" if node.domain == "ai.onnx" else node.domain
+            if domain == "" and node.op_type == "Constant":
+                continue  # no kernel: onnxruntime turns Constant nodes into initializers when it loads the model
             if domain in local_functions:
                 continue  # model-local functions are inlined by onnxruntime
             version = model.model.opset_imports.get(domain, model.model.opset_imports.get("ai.onnx", 0))

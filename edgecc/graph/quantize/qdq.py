@@ -25,6 +25,9 @@ from ...errors import BadInputError, ModelError
 from ..io import MAX_IR_VERSION, save_model
 
 Method = Literal["minmax", "percentile", "entropy"]
+# Histogram bins for entropy calibration: onnxruntime searches thresholds in Python, O(bins^2) per tensor
+# (2048 bins: ~2.4 s per tensor here); 512 keeps 192 candidate thresholds at a sixteenth of the cost.
+ENTROPY_BINS = 512
 
 
 class QuantizeSettings(BaseModel):
@@ -129,14 +132,14 @@ def quantize_qdq(model: ir.Model, calibration: Dataset, settings: QuantizeSettin
 
 
 def _entropy_ranges(model_path: Path, calibration: Dataset, tmp: Path) -> Path:
-    """KL-entropy activation ranges over 2048-bin histograms (128 quantised bins), written as onnxruntime's
+    """KL-entropy activation ranges over ENTROPY_BINS-bin histograms (128 quantised bins), written as onnxruntime's
     calibration cache. quantize_static cannot set the bin counts, and its default (128 bins for 128
     quantised bins) leaves a single candidate threshold: the min/max range."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
 
     calibrator = create_calibrator(
         model_path, None, augmented_model_path=str(tmp / "augmented.onnx"), calibrate_method=CalibrationMethod.Entropy,
-        extra_options={"num_bins": 2048, "num_quantized_bins": 128, "symmetric": False},
+        extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": 128, "symmetric": False},
     )
     calibrator.collect_data(_Reader(calibration))
     path = tmp / "entropy-ranges.json"
