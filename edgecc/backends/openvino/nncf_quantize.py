@@ -7,7 +7,9 @@ and corrects biases; OpenVINO runs them as INT8. It picks its own statistics, so
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -29,9 +31,9 @@ def quantize_with_nncf(model: object, calibration: Dataset) -> tuple[object, str
     nncf.set_log_level(logging.ERROR)
     t0 = time.perf_counter()
     try:
-        quantized = nncf.quantize(
-            model, nncf.Dataset(calibration.batches), subset_size=len(calibration.batches),
-        )
+        # NNCF draws progress bars on stdout: keep stdout for edgecc's own output
+        with contextlib.redirect_stdout(sys.stderr):
+            quantized = nncf.quantize(model, nncf.Dataset(calibration.batches), subset_size=len(calibration.batches))
     except (RuntimeError, ValueError, nncf.errors.ValidationError) as e:
         raise ModelError(f"nncf.quantize failed on this model: {str(e).splitlines()[0][:300]}") from None
     note = (f"NNCF {nncf.__version__} post-training quantisation (performance preset) on {calibration.samples} samples "
