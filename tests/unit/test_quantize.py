@@ -186,5 +186,15 @@ def test_compare_int8_with_accuracy_columns_on_real_mnist(tmp_path):
     assert base["accuracy"] > 95.0
     assert int8["accuracy_drop"] == pytest.approx(base["accuracy"] - int8["accuracy"])
     assert int8["within_accuracy_budget"] == (int8["accuracy_drop"] <= 1.0)
-    assert "calibrated" not in (int8["calibration"] or "") and "mnist_calib.npz" in int8["calibration"]
+    assert int8["calibration"] == f"{cal} (up to 100 samples)" and base["calibration"] is None
     assert "top-1 %" in r.stdout and "drop pts" in r.stdout and "fastest within 1 points" in r.stdout
+
+
+def test_compare_backend_options_are_backend_dot_key():
+    from edgecc.cli.quantize import backend_options
+
+    assert backend_options(["openvino.int8_quantizer=nncf", "openvino.num_streams=2", "onnxruntime.graph_optimization_level=basic"]) == {
+        "openvino": {"int8_quantizer": "nncf", "num_streams": 2}, "onnxruntime": {"graph_optimization_level": "basic"}}
+    assert backend_options(None) is None
+    r = runner.invoke(app, ["compare", "zoo:tinycnn", "-t", "host", "--option", "int8_quantizer=nncf"])
+    assert r.exit_code == 2 and "compare takes BACKEND.KEY=VALUE" in " ".join(r.stderr.split())
