@@ -8,18 +8,19 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .artifact import Artifact, load_artifact
 from .backends import get_backend, registry
-from .data import DataSpec, load_dataset
+from .data import RANDOM_WARNING, DataSpec, load_dataset
 from .errors import BackendUnavailable, BadInputError, EdgeccError, UnknownNameError
+from .evaluation import EvalResult
 from .graph.analysis import ModelAnalysis, analyze
 from .graph.io import PreparedModel, parse_input_shapes, prepare_model, save_model
-from .evaluation import EvalResult
-from .graph.quantize import QuantizeResult, QuantizeSettings, calibration_spec, check_settings
+from .graph.quantize import QuantizeResult, QuantizeSettings, RandomCalibrationWarning, calibration_spec, check_settings
 from .isolation import Outcome, run_isolated
 from .pipeline import build_artifact, check_request, profile_artifact, write_reference
 from .profiling.inputs import load_inputs
@@ -149,10 +150,12 @@ def _row_job(job: _RowJob) -> ResultRow:
     prepared = PreparedModel(prepared.model, job.source, job.name, job.sha256)
     backend = get_backend(job.backend)
     int8 = job.precision == "int8"
-    artifact = build_artifact(
-        prepared, job.target, backend, job.precision, job.options, Path(job.out_dir), reference=Path(job.reference),
-        calibration=job.calibration if int8 else None, quantize=job.quantize if int8 else None,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomCalibrationWarning)  # compare() warned once, in the parent
+        artifact = build_artifact(
+            prepared, job.target, backend, job.precision, job.options, Path(job.out_dir), reference=Path(job.reference),
+            calibration=job.calibration if int8 else None, quantize=job.quantize if int8 else None,
+        )
     s = job.settings
     row = profile_artifact(
         artifact, backend, warmup=s.warmup, runs=s.runs, min_time_s=s.min_time_s, layer_runs=s.layer_runs
@@ -256,6 +259,8 @@ def compare(
     eval_spec = (eval_data if isinstance(eval_data, DataSpec) else DataSpec(str(eval_data))) if eval_data is not None else None
     if eval_spec is not None and eval_spec.is_random:
         raise BadInputError("--eval needs real data (an .npz with inputs and labels, or images), not random")
+    if cal_spec is not None and cal_spec.is_random:
+        warnings.warn(RANDOM_WARNING, RandomCalibrationWarning, stacklevel=2)
     plan = _plan_rows(tgt, backends, precisions, calibrated=cal_spec is not None)
     prepared = prepare_model(model, _shapes(input_shapes))
     flops = analyze(prepared.model).flops
@@ -273,10 +278,12 @@ def compare(
         if eval_set is not None:
             import numpy as np
 
-            from .evaluation import onnx_outputs
+            from .evaluation import compute_metrics, onnx_outputs
 
             eval_reference = work / "eval-reference.npz"
-            np.savez(eval_reference, outputs=onnx_outputs(str(model_path), eval_set))
+            ref_outputs = onnx_outputs(str(model_path), eval_set)
+            compute_metrics(ref_outputs, eval_set.labels, ref_outputs)  # metrics that cannot apply fail here, once
+            np.savez(eval_reference, outputs=ref_outputs)
         results: list[ResultRow] = []
         for i, (backend, precision, why) in enumerate(plan):
             if why is not None:

@@ -128,11 +128,12 @@ def compile_cmd(
     spec = q.data_spec(calibration, mean, std, layout) if calibration is not None else None
     if precision == "int8":
         q.warn_if_random(spec)
-    artifact = api.compile(
-        model, target, output, backend=backend, precision=precision, input_shapes=input_shape,
-        options=parse_options(option), targets_file=targets_file,
-        calibration=spec, quantize=q.quantize_settings(method, per_channel, samples),
-    )
+    with q.random_warning_printed():
+        artifact = api.compile(
+            model, target, output, backend=backend, precision=precision, input_shapes=input_shape,
+            options=parse_options(option), targets_file=targets_file,
+            calibration=spec, quantize=q.quantize_settings(method, per_channel, samples),
+        )
     m = artifact.manifest
     out.print(f"compiled {m.model.source} for {m.target.name} with {m.backend} {m.precision} in {m.compile_s:.2f} s "
               f"-> {artifact.path} ({artifact.total_bytes / 2**20:.1f} MiB)", highlight=False, markup=False)
@@ -216,14 +217,15 @@ def compare(
 
         cal_spec = q.data_spec(calibration, mean, std, layout) if calibration is not None else None
         q.warn_if_random(cal_spec)
-        report = api.compare(
-            model, target, backends=split_list(backends), precisions=split_list(precisions), input_shapes=input_shape,
-            settings=_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout, artifacts_dir=artifacts_dir,
-            targets_file=targets_file, on_row=on_row,
-            calibration=cal_spec, quantize=q.quantize_settings(method, per_channel, samples),
-            eval_data=q.data_spec(eval_data, mean, std, layout) if eval_data is not None else None,
-            max_accuracy_drop=max_accuracy_drop, options=q.backend_options(option),
-        )
+        with q.random_warning_printed():
+            report = api.compare(
+                model, target, backends=split_list(backends), precisions=split_list(precisions), input_shapes=input_shape,
+                settings=_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout, artifacts_dir=artifacts_dir,
+                targets_file=targets_file, on_row=on_row,
+                calibration=cal_spec, quantize=q.quantize_settings(method, per_channel, samples),
+                eval_data=q.data_spec(eval_data, mean, std, layout) if eval_data is not None else None,
+                max_accuracy_drop=max_accuracy_drop, options=q.backend_options(option),
+            )
     write_json(json_out, report.model_dump(mode="json"))
     if not quiet:
         out.print(compare_table(report))

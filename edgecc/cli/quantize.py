@@ -5,6 +5,7 @@ The calibration/evaluation options defined here are also used by ``compile`` and
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 from typing import Annotated, Optional
@@ -72,8 +73,7 @@ def quantize_cmd(
     """Quantise MODEL to INT8 QDQ ONNX (activations U8, weights S8) calibrated on DATA; runs on onnxruntime and OpenVINO."""
     spec = data_spec(calibration, mean, std, layout)
     warn_if_random(spec)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the random-data warning is printed above, once
+    with random_warning_printed():
         result = api.quantize(model, output, spec, quantize_settings(method, per_channel, samples), input_shapes=input_shape)
     for note in result.notes:
         out.print(f"  {note}", highlight=False, markup=False)
@@ -140,3 +140,13 @@ def accuracy_notes(report) -> list[str]:
         lines.append(f"fastest within {report.max_accuracy_drop:g} points: {best.backend} {best.precision} "
                      f"({best.latency_ms.p50:.3f} ms{speed})")
     return lines
+
+
+@contextlib.contextmanager
+def random_warning_printed():
+    """Silence the API's RandomCalibrationWarning: the CLI has printed it once, in its own words."""
+    from ..graph.quantize import RandomCalibrationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomCalibrationWarning)
+        yield

@@ -198,3 +198,28 @@ def test_compare_backend_options_are_backend_dot_key():
     assert backend_options(None) is None
     r = runner.invoke(app, ["compare", "zoo:tinycnn", "-t", "host", "--option", "int8_quantizer=nncf"])
     assert r.exit_code == 2 and "compare takes BACKEND.KEY=VALUE" in " ".join(r.stderr.split())
+
+
+def test_compare_with_random_calibration_warns_and_says_so_in_each_int8_row():
+    with pytest.warns(RandomCalibrationWarning):
+        report = api.compare("zoo:tinycnn", "host", backends=["onnxruntime"], precisions=["fp32", "int8"],
+                             calibration="random", quantize={"samples": 2}, settings=FAST)
+    assert [(r.precision, r.status) for r in report.results] == [("fp32", "ok"), ("int8", "ok")]
+    assert report.results[1].calibration == report.calibration == "random (2 seeded samples; accuracy meaningless)"
+    assert report.results[0].calibration is None and report.results[1].accuracy is None
+
+
+def test_compare_eval_metrics_that_cannot_apply_fail_before_any_row(tmp_path):
+    import onnx.helper as oh
+    from onnx import TensorProto
+
+    from conftest import make_model
+
+    dense = make_model([oh.make_node("Relu", ["x"], ["y"])], [oh.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 3])],
+                       [oh.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 3])])
+    onnx.save(dense, str(tmp_path / "dense.onnx"))
+    np.savez(tmp_path / "ev.npz", x=np.zeros((4, 2, 3, 3), np.float32), labels=np.array([0, 1, 0, 1]))
+    r = runner.invoke(app, ["compare", str(tmp_path / "dense.onnx"), "-t", "host", "--backends", "onnxruntime",
+                            "--eval", str(tmp_path / "ev.npz")])
+    assert r.exit_code == 2 and "Traceback" not in r.stderr
+    assert "top-1 accuracy needs class scores shaped [N, C]; this output is [4, 2, 3, 3]" in " ".join(r.stderr.split())

@@ -13,7 +13,8 @@ from ...data import RANDOM_WARNING, Dataset, DataSpec, load_dataset
 from ..io import PreparedModel
 from .qdq import QuantizeResult, QuantizeSettings, check_settings, quantize_qdq
 
-__all__ = ["QuantizeResult", "QuantizeSettings", "check_settings", "quantize_qdq", "quantize_prepared", "calibration_spec"]
+__all__ = ["QuantizeResult", "QuantizeSettings", "RandomCalibrationWarning", "check_settings", "quantize_qdq",
+           "quantize_prepared", "calibration_spec"]
 
 
 class RandomCalibrationWarning(UserWarning):
