@@ -65,6 +65,8 @@ def quantize_cmd(
     method: MethodOpt = "minmax",
     per_channel: PerChannelOpt = True,
     samples: SamplesOpt = 100,
+    activations: Annotated[str, typer.Option("--activations", help="activation type: uint8 (fast on x86) or int8")] = "uint8",
+    symmetric: Annotated[bool, typer.Option("--symmetric-activations", help="zero-point 0 (TensorRT's explicit quantisation needs S8 symmetric)")] = False,
     mean: MeanOpt = None,
     std: StdOpt = None,
     layout: LayoutOpt = None,
@@ -74,7 +76,8 @@ def quantize_cmd(
     spec = data_spec(calibration, mean, std, layout)
     warn_if_random(spec)
     with random_warning_printed():
-        result = api.quantize(model, output, spec, quantize_settings(method, per_channel, samples), input_shapes=input_shape)
+        settings = quantize_settings(method, per_channel, samples) | {"activations": activations, "symmetric_activations": symmetric}
+        result = api.quantize(model, output, spec, settings, input_shapes=input_shape)
     for note in result.notes:
         out.print(f"  {note}", highlight=False, markup=False)
     out.print(f"quantised {result.quantized_nodes} tensors in {result.seconds:.1f} s -> {output} "

@@ -223,3 +223,28 @@ def test_compare_eval_metrics_that_cannot_apply_fail_before_any_row(tmp_path):
                             "--eval", str(tmp_path / "ev.npz")])
     assert r.exit_code == 2 and "Traceback" not in r.stderr
     assert "top-1 accuracy needs class scores shaped [N, C]; this output is [4, 2, 3, 3]" in " ".join(r.stderr.split())
+
+
+def test_symmetric_s8_activations_have_zero_points_of_zero(tmp_path, images):
+    out = tmp_path / "s8.onnx"
+    r = runner.invoke(app, ["quantize", "zoo:tinycnn", "-o", str(out), "--calibration", str(images), "--samples", "2",
+                            "--activations", "int8", "--symmetric-activations"])
+    assert r.exit_code == 0, r.stderr
+    assert "activations S8 symmetric, weights S8 per-channel" in r.stdout
+    proto = onnx.load(str(out))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+    zps = [inits[n.input[2]] for n in proto.graph.node if n.op_type == "QuantizeLinear"]
+    assert zps and all(z.dtype == np.int8 and int(z) == 0 for z in zps)
+    r = runner.invoke(app, ["quantize", "zoo:tinycnn", "-o", str(out), "--calibration", str(images), "--activations", "int4"])
+    assert r.exit_code == 2 and "quantisation setting activations" in r.stderr
+
+
+def test_compile_cli_int8(tmp_path, images):
+    r = runner.invoke(app, ["compile", "zoo:tinycnn", "-t", "host", "-b", "onnxruntime", "-p", "int8", "-o", str(tmp_path / "a")])
+    assert r.exit_code == 2 and "int8 needs calibration data" in " ".join(r.stderr.split()) and not (tmp_path / "a").exists()
+    r = runner.invoke(app, ["compile", "zoo:tinycnn", "-t", "host", "-b", "onnxruntime", "-p", "int8", "--calibration", "random",
+                            "--samples", "2", "-o", str(tmp_path / "a")])
+    assert r.exit_code == 0 and r.stderr.count("WARNING:") == 1 and "onnxruntime int8" in r.stdout
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "a"), "--data", str(images)])
+    assert r.exit_code == 0, r.stderr
+    assert "6 samples, top-1 agreement with FP32" in r.stdout  # no labels: agreement with zoo:tinycnn, its source

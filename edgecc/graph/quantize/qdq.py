@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...data import Dataset
 from ...errors import BadInputError, ModelError
-from ..io import MAX_IR_VERSION, save_model
+from ..io import EXTERNAL_DATA_THRESHOLD, MAX_IR_VERSION, model_bytes, save_model
 
 Method = Literal["minmax", "percentile", "entropy"]
 # Histogram bins for entropy calibration: onnxruntime searches thresholds in Python, O(bins^2) per tensor
@@ -40,13 +40,16 @@ class QuantizeSettings(BaseModel):
     method: Method = Field("minmax", description="activation range from min/max, a percentile of |x|, or KL entropy")
     per_channel: bool = Field(True, description="one weight scale per output channel (else one per tensor)")
     activations: Literal["uint8", "int8"] = Field("uint8", description="activation type; uint8 is the fast one on x86")
+    symmetric_activations: bool = Field(
+        False, description="activation ranges symmetric around 0 (zero-point 0), as TensorRT's explicit quantisation needs"
+    )
     weights: Literal["int8", "uint8"] = Field("int8", description="weight type")
     samples: int = Field(100, ge=1, description="calibration samples used (the first N of the data)")
     percentile: float = Field(99.999, gt=0, le=100, description="for method percentile: the percentile of |x| kept")
     preprocess: bool = Field(True, description="run onnxruntime's quantisation pre-processing (shape inference, folding)")
 
     def describe(self) -> str:
-        act = "U8" if self.activations == "uint8" else "S8"
+        act = ("U8" if self.activations == "uint8" else "S8") + (" symmetric" if self.symmetric_activations else "")
         wt = "S8" if self.weights == "int8" else "U8"
         gran = "per-channel" if self.per_channel else "per-tensor"
         return f"QDQ {self.method}, activations {act}, weights {wt} {gran}"
@@ -102,7 +105,8 @@ def quantize_qdq(model: ir.Model, calibration: Dataset, settings: QuantizeSettin
             except Exception as e:  # noqa: BLE001 - onnxruntime raises bare Exceptions here; the model is still quantisable
                 notes.append(f"quantisation pre-processing failed and was skipped: {type(e).__name__}: {str(e)[:200]}")
         out = Path(tmp) / "int8.onnx"
-        extra = {"CalibTensorRangeSymmetric": False}
+        extra = {"CalibTensorRangeSymmetric": settings.symmetric_activations,
+                 "ActivationSymmetric": settings.symmetric_activations}
         cache = None
         # onnxruntime's own calibrator prints progress to stdout: keep stdout for edgecc's output
         with contextlib.redirect_stdout(sys.stderr):
@@ -114,6 +118,7 @@ def quantize_qdq(model: ir.Model, calibration: Dataset, settings: QuantizeSettin
                     per_channel=settings.per_channel, activation_type=qtype[settings.activations],
                     weight_type=qtype[settings.weights], calibrate_method=_methods()[settings.method],
                     extra_options=extra, calibration_cache_path=cache,
+                    use_external_data_format=model_bytes(model) > EXTERNAL_DATA_THRESHOLD,
                 )
             except (ValueError, RuntimeError) as e:
                 raise ModelError(f"onnxruntime's quantiser failed on this model: {str(e).splitlines()[0][:300]}") from None
@@ -143,10 +148,10 @@ def _histogram_ranges(model_path: Path, calibration: Dataset, settings: Quantize
 
     if settings.method == "entropy":
         method = CalibrationMethod.Entropy
-        options = {"num_bins": ENTROPY_BINS, "num_quantized_bins": 128, "symmetric": False}
+        options = {"num_bins": ENTROPY_BINS, "num_quantized_bins": 128, "symmetric": settings.symmetric_activations}
     else:
         method = CalibrationMethod.Percentile
-        options = {"num_bins": 2048, "percentile": settings.percentile, "symmetric": False}
+        options = {"num_bins": 2048, "percentile": settings.percentile, "symmetric": settings.symmetric_activations}
     calibrator = create_calibrator(
         model_path, None, augmented_model_path=str(tmp / "augmented.onnx"), calibrate_method=method, extra_options=options,
     )
