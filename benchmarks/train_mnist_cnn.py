@@ -75,6 +75,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--shift", type=int, default=2, help="random shifts of up to this many pixels (0: no augmentation)")
+    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
 
     import torch
@@ -94,9 +96,10 @@ def main() -> None:
         total = 0.0
         for i in range(0, len(x), 64):
             b = order[i:i + 64]
-            # light augmentation: random shifts of up to 2 pixels
-            dx, dy = (int(v) for v in torch.randint(-2, 3, (2,)))
-            xb = torch.roll(x[b], shifts=(dy, dx), dims=(2, 3))
+            xb = x[b]
+            if args.shift:  # light augmentation: the batch shifted by up to args.shift pixels
+                dx, dy = (int(v) for v in torch.randint(-args.shift, args.shift + 1, (2,)))
+                xb = torch.roll(xb, shifts=(dy, dx), dims=(2, 3))
             loss = torch.nn.functional.cross_entropy(model(xb), y[b])
             opt.zero_grad()
             loss.backward()
@@ -109,17 +112,17 @@ def main() -> None:
     acc = 100.0 * float(np.mean(pred == labels[test_idx]))
     print(f"trained in {time.perf_counter() - t0:.0f} s; held-out top-1 (torch FP32): {acc:.2f}% on {len(test_idx)} digits")
 
-    OUT.mkdir(parents=True, exist_ok=True)
-    onnx_path = OUT / "mnist_cnn.onnx"
+    args.out.mkdir(parents=True, exist_ok=True)
+    onnx_path = args.out / "mnist_cnn.onnx"
     torch.onnx.export(
         model, (torch.zeros(1, 1, 28, 28),), str(onnx_path), input_names=["pixels"], output_names=["logits"],
         opset_version=17, dynamo=False,
     )
-    np.savez_compressed(OUT / "mnist_eval.npz", pixels=pixels[test_idx], labels=labels[test_idx])
+    np.savez_compressed(args.out / "mnist_eval.npz", pixels=pixels[test_idx], labels=labels[test_idx])
     calib = np.concatenate([train_idx[labels[train_idx] == c][:20] for c in range(10)])
-    np.savez_compressed(OUT / "mnist_calib.npz", pixels=pixels[np.sort(calib)])
+    np.savez_compressed(args.out / "mnist_calib.npz", pixels=pixels[np.sort(calib)])
     for p in ("mnist_cnn.onnx", "mnist_eval.npz", "mnist_calib.npz"):
-        print(f"wrote {OUT / p} ({(OUT / p).stat().st_size / 1024:.0f} KiB)")
+        print(f"wrote {args.out / p} ({(args.out / p).stat().st_size / 1024:.0f} KiB)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from .. import api
 from ..errors import EXIT_BUG, EXIT_VERIFICATION
-from . import quantize as q
+from . import int8_options as q
 from .common import (
     JsonOpt, ModelArg, ShapeOpt, TargetOpt, TargetsFileOpt, parse_options, split_list, write_json, app, err,
     handle_errors, out, zoo_app,

@@ -191,7 +191,7 @@ def test_compare_int8_with_accuracy_columns_on_real_mnist(tmp_path):
 
 
 def test_compare_backend_options_are_backend_dot_key():
-    from edgecc.cli.quantize import backend_options
+    from edgecc.cli.int8_options import backend_options
 
     assert backend_options(["openvino.int8_quantizer=nncf", "openvino.num_streams=2", "onnxruntime.graph_optimization_level=basic"]) == {
         "openvino": {"int8_quantizer": "nncf", "num_streams": 2}, "onnxruntime": {"graph_optimization_level": "basic"}}
