@@ -72,10 +72,10 @@ def build_model():
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--shift", type=int, default=2, help="random shifts of up to this many pixels (0: no augmentation)")
+    ap.add_argument("--shift", type=int, default=0, help="random shifts of up to this many pixels (0: no augmentation)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
 
