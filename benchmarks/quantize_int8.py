@@ -64,13 +64,17 @@ def skimage_photos(directory: Path) -> list[str]:
     return names
 
 
-def compile_all(model: str, calibration: str, out: Path, samples: int) -> dict[str, object]:
+THREAD_OPTION = {"onnxruntime": "intra_op_threads", "openvino": "inference_num_threads"}
+
+
+def compile_all(model: str, calibration: str, out: Path, samples: int, threads: int | None = None) -> dict[str, object]:
     arts = {}
     for label, backend, precision, options in VARIANTS:
         print(f"  compiling {label} ...", flush=True)
+        opts = dict(options or {}) | ({THREAD_OPTION[backend]: threads} if threads else {})
         arts[label] = api.compile(
             model, "host", out / label.replace(" ", "_").replace("(", "").replace(")", ""), backend=backend,
-            precision=precision, options=options, calibration=calibration if precision == "int8" else None,
+            precision=precision, options=opts, calibration=calibration if precision == "int8" else None,
             quantize={"samples": samples},
         )
     return arts
@@ -106,6 +110,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--min-time", type=float, default=2.0)
+    ap.add_argument("--threads", default="2,1", help="ResNet-50 thread counts to measure (comma-separated)")
     ap.add_argument("--out", type=Path, default=RESULTS / "quantize.md")
     args = ap.parse_args()
     settings = api.ProfileSettings(warmup=10, runs=args.runs, min_time_s=args.min_time, layer_runs=0)
@@ -116,14 +121,17 @@ def main() -> None:
         photos.mkdir()
         used = skimage_photos(photos)
         print(f"resnet50: calibrating on {len(used)} scikit-image photos: {', '.join(used)}")
-        arts = compile_all("zoo:resnet50", str(photos), Path(tmp) / "resnet50", samples=len(used))
-        resnet = profile_rounds(arts, args.rounds, settings)
+        resnet, compile_s = {}, {}
+        for threads in (int(t) for t in args.threads.split(",")):
+            print(f"resnet50, {threads} thread(s):")
+            arts = compile_all("zoo:resnet50", str(photos), Path(tmp) / f"resnet50-{threads}", len(used), threads)
+            resnet[threads] = profile_rounds(arts, args.rounds, settings)
+            compile_s[f"resnet50-{threads}"] = {k: a.manifest.compile_s for k, a in arts.items()}
         print("mnist: compiling and evaluating ...")
         marts = compile_all(str(MNIST / "mnist_cnn.onnx"), str(MNIST / "mnist_calib.npz"), Path(tmp) / "mnist", samples=100)
         mnist = profile_rounds(marts, 1, settings)
         accuracy = {label: api.evaluate(art.path, str(MNIST / "mnist_eval.npz")) for label, art in marts.items()}
-        compile_s = {"resnet50": {k: a.manifest.compile_s for k, a in arts.items()},
-                     "mnist": {k: a.manifest.compile_s for k, a in marts.items()}}
+        compile_s["mnist"] = {k: a.manifest.compile_s for k, a in marts.items()}
 
     med = statistics.median
     lines = [
@@ -131,7 +139,7 @@ def main() -> None:
         "",
         f"Written by `benchmarks/quantize_int8.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
         "**The machine was shared** with three other engineers' test runs: absolute times are noisy. "
-        f"Each variant was profiled in {args.rounds} interleaved rounds (each profile in its own process: 10 warm-up "
+        f"ResNet-50: each variant was profiled in {args.rounds} interleaved rounds (each profile in its own process: 10 warm-up "
         f"runs, then at least {args.runs} runs and {args.min_time:g} s); speedup = onnxruntime FP32 p50 / variant p50 "
         "in the same round, median over rounds.",
         "",
@@ -142,20 +150,27 @@ def main() -> None:
         "with onnxruntime's pre-processing; the same QDQ model runs on onnxruntime and on OpenVINO. "
         "INT8 (NNCF): nncf.quantize on the converted FP32 OpenVINO model (performance preset).",
         "",
-        f"## zoo:resnet50, batch 1, 2 threads (calibrated on {len(used)} scikit-image photos; random weights, so speed only)",
-        "",
-        "| variant | p50 ms (median of rounds) | p50 per round | speedup (p50) | min ms (best of rounds) | speedup (min) | compile s (incl. quantisation) |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for label, res in resnet.items():
-        p = res["p50_ms"]
-        lines.append(
-            f"| {label} | {med(p):.2f} | {' / '.join(f'{v:.2f}' for v in p)} | {med(res['speedup']):.2f}x | "
-            f"{min(res['min_ms']):.2f} | {med(res['min_speedup']):.2f}x | {compile_s['resnet50'][label]:.1f} |"
-            if p else f"| {label} | failed | - | - | - | - | - |"
-        )
-    lines += ["", "Speedup (p50) is the median over rounds of the per-round p50 ratio; speedup (min) the same for the "
-              "fastest run of each profile, which a busy machine disturbs least."]
+    for threads, table in resnet.items():
+        base_min = min(table["onnxruntime fp32"]["min_ms"] or [float("nan")])
+        lines += [
+            f"## zoo:resnet50, batch 1, {threads} thread(s) (calibrated on {len(used)} scikit-image photos; random weights: speed only)",
+            "",
+            "| variant | p50 ms per round | p50 ms (median) | speedup (median of per-round p50 ratios) | min ms (best run) | speedup (best runs) | compile s (incl. quantisation) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for label, res in table.items():
+            p = res["p50_ms"]
+            lines.append(
+                f"| {label} | {' / '.join(f'{v:.2f}' for v in p)} | {med(p):.2f} | {med(res['speedup']):.2f}x | "
+                f"{min(res['min_ms']):.2f} | {base_min / min(res['min_ms']):.2f}x | {compile_s[f'resnet50-{threads}'][label]:.1f} |"
+                if p else f"| {label} | failed | - | - | - | - | - |"
+            )
+        lines.append("")
+    lines += [
+        "Speedup (best runs) = the fastest onnxruntime FP32 run / the variant's fastest run over all rounds: the figure a "
+        "busy machine disturbs least.",
+    ]
     base_acc = accuracy["onnxruntime fp32"].top1
     lines += [
         "",
@@ -175,7 +190,7 @@ def main() -> None:
         )
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     data = {
-        "resnet50": resnet,
+        "resnet50": {str(t): v for t, v in resnet.items()},
         "mnist": {k: {"p50_ms": mnist[k]["p50_ms"], "speedup": mnist[k]["speedup"], **accuracy[k].to_json()} for k in marts},
         "compile_s": compile_s, "calibration_photos": used,
     }
