@@ -248,3 +248,25 @@ def test_compile_cli_int8(tmp_path, images):
     r = runner.invoke(app, ["evaluate", str(tmp_path / "a"), "--data", str(images)])
     assert r.exit_code == 0, r.stderr
     assert "6 samples, top-1 agreement with FP32" in r.stdout  # no labels: agreement with zoo:tinycnn, its source
+
+
+def test_compare_dense_outputs_get_psnr_against_fp32(tmp_path):
+    import onnx.helper as oh
+    from onnx import TensorProto
+
+    from conftest import make_model
+
+    rng = np.random.default_rng(0)
+    w = onnx.numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    conv = make_model([oh.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
+                      [oh.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                      [oh.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w])
+    onnx.save(conv, str(tmp_path / "conv.onnx"))
+    np.savez(tmp_path / "d.npz", x=rng.uniform(0, 1, (6, 3, 8, 8)).astype(np.float32))
+    report = api.compare(tmp_path / "conv.onnx", "host", backends=["onnxruntime"], precisions=["fp32", "int8"],
+                         calibration=str(tmp_path / "d.npz"), eval_data=str(tmp_path / "d.npz"), settings=FAST)
+    base, int8 = report.results
+    assert int8.status == "ok" and int8.eval_samples == 6
+    assert (int8.accuracy, int8.agreement, int8.accuracy_drop) == (None, None, None)
+    assert 25.0 < int8.psnr_db < 80.0  # 8-bit quantisation of a conv: tens of dB, not exact
+    assert base.psnr_db is None or base.psnr_db > 100.0  # FP32 against FP32: exact (inf, stored as null) or nearly
