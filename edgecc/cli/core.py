@@ -11,6 +11,7 @@ from rich.markup import escape
 from .. import api
 from ..atomic import write_atomic
 from ..errors import EXIT_BUG, EXIT_VERIFICATION, BadInputError
+from . import int8_options as q
 from .common import (
     HtmlOpt, JsonOpt, ModelArg, ShapeOpt, TargetOpt, TargetsFileOpt, parse_options, split_list, write_json, app, err,
     handle_errors, out, zoo_app,
@@ -124,16 +125,28 @@ def compile_cmd(
     target: TargetOpt,
     output: Annotated[Path, typer.Option("-o", "--output", help="artifact directory to write")],
     backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="default: the target's preferred backend")] = None,
-    precision: Annotated[str, typer.Option("--precision", "-p", help="fp32, bf16 or fp16 (what the backend can do)")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", "-p", help="fp32, bf16, fp16 or int8 (what the backend can do)")] = "fp32",
     input_shape: ShapeOpt = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", help="backend option KEY=VALUE (repeatable)")] = None,
     targets_file: TargetsFileOpt = None,
+    calibration: q.CalibrationOpt = None,
+    method: q.MethodOpt = "minmax",
+    per_channel: q.PerChannelOpt = True,
+    samples: q.SamplesOpt = 100,
+    mean: q.MeanOpt = None,
+    std: q.StdOpt = None,
+    layout: q.LayoutOpt = None,
 ) -> None:
     """Compile MODEL for TARGET into an artifact directory (backend files + manifest.json)."""
-    artifact = api.compile(
-        model, target, output, backend=backend, precision=precision, input_shapes=input_shape,
-        options=parse_options(option), targets_file=targets_file,
-    )
+    spec = q.data_spec(calibration, mean, std, layout) if calibration is not None else None
+    if precision == "int8":
+        q.warn_if_random(spec)
+    with q.random_warning_printed():
+        artifact = api.compile(
+            model, target, output, backend=backend, precision=precision, input_shapes=input_shape,
+            options=parse_options(option), targets_file=targets_file,
+            calibration=spec, quantize=q.quantize_settings(method, per_channel, samples),
+        )
     m = artifact.manifest
     out.print(f"compiled {m.model.source} for {m.target.name} with {m.backend} {m.precision} in {m.compile_s:.2f} s "
               f"-> {artifact.path} ({artifact.total_bytes / 2**20:.1f} MiB)", highlight=False, markup=False)
@@ -217,6 +230,16 @@ def compare(
     html_out: HtmlOpt = None,
     targets_file: TargetsFileOpt = None,
     device: DeviceOpt = None,
+    calibration: q.CalibrationOpt = None,
+    eval_data: Annotated[Optional[str], typer.Option("--eval", help="accuracy columns on this data: an .npz with inputs and 'labels' (or images: agreement only)")] = None,
+    max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", help="flag rows losing more than this many points of accuracy vs the baseline")] = None,
+    method: q.MethodOpt = "minmax",
+    per_channel: q.PerChannelOpt = True,
+    samples: q.SamplesOpt = 100,
+    mean: q.MeanOpt = None,
+    std: q.StdOpt = None,
+    layout: q.LayoutOpt = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", help="BACKEND.KEY=VALUE: an option of one backend (repeatable)")] = None,
 ) -> None:
     """Compile and profile MODEL with each backend x precision on TARGET, against the onnxruntime FP32 baseline."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -245,12 +268,18 @@ def compare(
             lat = f"{row.latency_ms.p50:.2f} ms" if row.latency_ms else row.status
             progress.update(task, description=f"{i + 1}/{n} done; last: {row.backend} {row.precision} {lat}")
 
-        report = api.compare(
-            model, target, backends=split_list(backends), precisions=split_list(precisions), input_shapes=input_shape,
-            settings=_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout,
-            memory_limit=_gib(memory_limit), artifacts_dir=artifacts_dir,
-            targets_file=targets_file, on_row=on_row,
-        )
+        cal_spec = q.data_spec(calibration, mean, std, layout) if calibration is not None else None
+        q.warn_if_random(cal_spec)
+        with q.random_warning_printed():
+            report = api.compare(
+                model, target, backends=split_list(backends), precisions=split_list(precisions), input_shapes=input_shape,
+                settings=_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout,
+                memory_limit=_gib(memory_limit), artifacts_dir=artifacts_dir,
+                targets_file=targets_file, on_row=on_row,
+                calibration=cal_spec, quantize=q.quantize_settings(method, per_channel, samples),
+                eval_data=q.data_spec(eval_data, mean, std, layout) if eval_data is not None else None,
+                max_accuracy_drop=max_accuracy_drop, options=q.backend_options(option),
+            )
     _show_compare(report, json_out, html_out, quiet)
 
 
@@ -267,6 +296,8 @@ def _show_compare(report, json_out, html_out, quiet: bool) -> None:  # noqa: ANN
         out.print(f"measured on: {report.measured_on}", highlight=False, markup=False)
         for line in failures(report):
             err.print(f"[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        for line in q.accuracy_notes(report):
+            out.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _nothing():

@@ -44,6 +44,16 @@ class ResultRow(BaseModel):
     roofline_fraction: float | None = Field(None, description="gflops_per_s / the target's peak FP32 GFLOP/s")
     layers: list[LayerRow] = Field(default_factory=list, description="slowest layers first, averaged per run")
     artifact: str | None = None
+    # Accuracy on a labelled / evaluation data set (compare --eval): percentages 0-100.
+    accuracy: float | None = Field(None, description="top-1 accuracy on the labelled evaluation set, percent")
+    agreement: float | None = Field(None, description="top-1 agreement with the onnxruntime FP32 reference, percent")
+    psnr_db: float | None = Field(None, description="PSNR of the first output against the FP32 reference, dB (dense outputs)")
+    eval_samples: int | None = Field(None, description="samples the accuracy figures were measured on")
+    accuracy_drop: float | None = Field(
+        None, description="baseline's accuracy (or agreement, without labels) minus this row's, percentage points"
+    )
+    within_accuracy_budget: bool | None = Field(None, description="accuracy_drop <= --max-accuracy-drop (None: no budget)")
+    calibration: str | None = Field(None, description="the data INT8 was calibrated on")
 
 
 class Baseline(BaseModel):
@@ -60,3 +70,6 @@ class CompareReport(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     flops: int | None = None
     peak_gflops: float | None = Field(None, description="the target's peak FP32 GFLOP/s used for roofline_fraction")
+    calibration: str | None = Field(None, description="the data INT8 rows were calibrated on")
+    eval_data: str | None = Field(None, description="the data set the accuracy columns were measured on")
+    max_accuracy_drop: float | None = Field(None, description="accuracy budget in percentage points, when given")
