@@ -23,7 +23,7 @@ from .profiling.inputs import load_inputs
 from .report.schema import Baseline, CompareReport, ResultRow
 from .targets import Target, load_registry
 
-__all__ = ["compile", "profile", "compare", "inspect", "load_artifact", "resolve_target", "ProfileSettings"]
+__all__ = ["compile", "profile", "compare", "inspect", "load_artifact", "resolve_target", "ProfileSettings", "optimize"]
 
 ShapeArg = dict[str, tuple[int, ...]] | list[str] | None
 
@@ -267,3 +267,35 @@ def inspect(
         except EdgeccError as e:
             support.append(BackendSupport(name, False, str(e), []))
     return prepared, analysis, support
+
+
+# -- graph rewrites (edgecc.graph.commands does the work) ----------------------------------------
+
+
+def _pack_backend(target: str | Target | None, backend: str | None, targets_file) -> str | None:
+    if backend is not None or target is None:
+        return backend
+    return resolve_target(target, targets_file).preferred_backend
+
+
+def optimize(
+    model: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None,
+    *,
+    input_shapes: ShapeArg = None,
+    target: str | Target | None = None,
+    backend: str | None = None,
+    explain: bool = False,
+    inputs: str | None = None,
+    targets_file: str | os.PathLike[str] | None = None,
+):
+    """Optimize ``model``'s graph and write it to ``output``; returns what each pass did and the verification.
+
+    The common fusion rules apply; ``backend`` (or ``target``'s preferred backend) adds that backend's pack.
+    """
+    from .graph import commands
+
+    return commands.optimize(
+        model, output, input_shapes=_shapes(input_shapes), backend=_pack_backend(target, backend, targets_file),
+        explain=explain, inputs=inputs,
+    )

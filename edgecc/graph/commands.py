@@ -1,0 +1,114 @@
+"""What ``edgecc optimize / prune / sparsify / lowrank`` do, behind edgecc.api: load, rewrite, verify, save.
+
+Each returns a result with a ``to_json()`` for ``--report``; nothing is written at the output path
+unless the rewrite succeeded and (where the rewrite must not change the function) verified.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx_ir as ir
+
+from ..errors import BadInputError, VerificationError
+from .analysis import analyze
+from .equivalence import Equivalence, check_equivalent
+from .io import PreparedModel, prepare_model, save_model
+
+
+def copy_model(model: ir.Model) -> ir.Model:
+    """An independent copy (rewrites work in place)."""
+    return ir.serde.deserialize_model(ir.serde.serialize_model(model))
+
+
+def check_output_path(output: str | os.PathLike[str], source: str) -> Path:
+    out = Path(output)
+    if out.suffix.lower() != ".onnx":
+        raise BadInputError(f"-o {out}: the output must be an .onnx file")
+    if out.is_dir():
+        raise BadInputError(f"-o {out}: is a directory")
+    if not source.startswith("zoo:") and Path(source).resolve() == out.resolve():
+        raise BadInputError(f"-o {out}: is the input model; write to another file so the original is kept")
+    return out
+
+
+def write_model(model: ir.Model, out: Path) -> Path:
+    """Save into a staging directory beside ``out``, then move into place, so a failure never leaves half a file
+    (external data, for models past 1 GiB, keeps the name the model refers to)."""
+    import shutil
+    import tempfile
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".edgecc-", dir=out.parent) as tmp:
+            staged = save_model(model, Path(tmp) / out.name)
+            for f in Path(tmp).iterdir():
+                if f != staged:
+                    shutil.move(str(f), out.parent / f.name)
+            staged.replace(out)
+    except OSError as e:
+        raise BadInputError(f"{out}: cannot write: {e.strerror}") from None
+    return out
+
+
+def _feeds(inputs: str | None, prepared: PreparedModel):
+    if inputs is None:
+        return None
+    from ..profiling.inputs import load_inputs
+
+    return load_inputs(inputs, prepared.inputs)
+
+
+@dataclass
+class OptimizeOutcome:
+    source: str
+    output: str | None
+    optimize: object  # passes.OptimizeResult
+    equivalence: list[Equivalence] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {"model": self.source, "output": self.output, **self.optimize.to_json(),
+                "verification": [e.to_json() for e in self.equivalence]}
+
+
+def optimize(
+    model: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None,
+    *,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
+    backend: str | None = None,
+    explain: bool = False,
+    inputs: str | None = None,
+    use_onnxsim: bool = True,
+) -> OptimizeOutcome:
+    """Optimize ``model`` and write it to ``output`` (None: do not write).
+
+    Verified against the original in onnxruntime on seeded random inputs and, when ``inputs`` (.npz)
+    is given, on those too; a difference in interface or values raises VerificationError.
+    """
+    from .passes import optimize_model
+    from .rewrite import check_backend
+
+    if backend is not None:
+        check_backend(backend)
+    out = check_output_path(output, str(model)) if output is not None else None
+    prepared = prepare_model(model, input_shapes)
+    feeds = _feeds(inputs, prepared)
+    original = copy_model(prepared.model)
+    result = optimize_model(prepared.model, backend=backend, explain=explain, use_onnxsim=use_onnxsim)
+    checks = [check_equivalent(original, result.model)]
+    if feeds is not None:
+        checks.append(check_equivalent(original, result.model, feeds))
+    for eq in checks:
+        if not eq.ok:
+            raise VerificationError(f"{prepared.source}: the optimized model differs from the original: {eq.describe()}")
+    if out is not None:
+        write_model(result.model, out)
+    return OptimizeOutcome(prepared.source, str(out) if out else None, result, checks)
+
+
+def model_stats(model: ir.Model) -> dict[str, int]:
+    a = analyze(model)
+    return {"nodes": a.nodes, "params": a.params, "flops": a.flops}

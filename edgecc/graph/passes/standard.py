@@ -1,0 +1,62 @@
+"""The cleanup, constant-folding and onnxsim passes of the optimize pipeline."""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+from onnx_ir.passes import common as common_passes
+from onnxscript.optimizer._constant_folding import FoldConstantsPass
+
+from ..io import EXTERNAL_DATA_THRESHOLD, model_bytes
+
+
+def cleanup_passes() -> list[ir.passes.PassBase]:
+    """onnx_ir's common passes: constants to initializers, duplicate initializers, identities, CSE, unused nodes."""
+    return [
+        common_passes.LiftConstantsToInitializersPass(lift_all_constants=False, size_limit=16),
+        common_passes.DeduplicateInitializersPass(),
+        common_passes.IdentityEliminationPass(),
+        common_passes.CommonSubexpressionEliminationPass(),
+        common_passes.RemoveUnusedNodesPass(),
+        common_passes.RemoveUnusedFunctionsPass(),
+        common_passes.RemoveUnusedOpsetsPass(),
+    ]
+
+
+def constant_folding_pass() -> ir.passes.PassBase:
+    """onnxscript's constant folding (with per-node shape inference), as one pass."""
+    return FoldConstantsPass(shape_inference=True, input_size_limit=8192, output_size_limit=512 * 1024)
+
+
+class OnnxSimPass(ir.passes.FunctionalPass):
+    """Run onnxsim's simplifier (constant folding with onnxruntime, its own fusions) on the model.
+
+    onnxsim works on protobuf, so the model is serialised and read back. Models whose weights pass the
+    protobuf limit are left alone; that, or onnxsim refusing the model, is recorded in ``last_details``.
+    """
+
+    name = "onnxsim"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_details: dict[str, object] = {}
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        self.last_details = {}
+        if model_bytes(model) > EXTERNAL_DATA_THRESHOLD:
+            self.last_details = {"skipped": "weights larger than 1 GiB (onnxsim works on a single protobuf)"}
+            return ir.passes.PassResult(model, False)
+        import onnxsim
+
+        proto = ir.serde.serialize_model(model)
+        before = proto.SerializeToString()
+        try:
+            simplified, ok = onnxsim.simplify(proto, check_n=0)
+        except Exception as e:  # onnxsim raises bare exceptions for ops it cannot run; the report says so
+            self.last_details = {"skipped": f"onnxsim failed: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"}
+            return ir.passes.PassResult(model, False)
+        if not ok:
+            self.last_details = {"skipped": "onnxsim's own check failed; its result was discarded"}
+            return ir.passes.PassResult(model, False)
+        if simplified.SerializeToString() == before:
+            return ir.passes.PassResult(model, False)
+        return ir.passes.PassResult(ir.serde.deserialize_model(simplified), True)
