@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from . import (
     concat_single, conv_batchnorm, conv_scale_bias, gelu, hardswish, layer_norm, matmul_add_gemm, no_op, pad_conv,
-    shape_chains, slice_noop,
+    shape_chains, slice_noop, transpose_as_reshape,
 )
 
 MODULES = (
-    no_op, shape_chains, concat_single, slice_noop, pad_conv, conv_batchnorm, conv_scale_bias, matmul_add_gemm,
+    no_op, transpose_as_reshape, shape_chains, concat_single, slice_noop, pad_conv, conv_batchnorm, conv_scale_bias, matmul_add_gemm,
     layer_norm, gelu, hardswish,
 )
 
