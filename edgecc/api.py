@@ -23,7 +23,7 @@ from .profiling.inputs import load_inputs
 from .report.schema import Baseline, CompareReport, ResultRow
 from .targets import Target, load_registry
 
-__all__ = ["compile", "profile", "compare", "inspect", "load_artifact", "resolve_target", "ProfileSettings", "optimize"]
+__all__ = ["compile", "profile", "compare", "inspect", "load_artifact", "resolve_target", "ProfileSettings", "optimize", "prune"]
 
 ShapeArg = dict[str, tuple[int, ...]] | list[str] | None
 
@@ -298,4 +298,27 @@ def optimize(
     return commands.optimize(
         model, output, input_shapes=_shapes(input_shapes), backend=_pack_backend(target, backend, targets_file),
         explain=explain, inputs=inputs,
+    )
+
+
+def prune(
+    model: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None,
+    *,
+    ratio: float | None = None,
+    zero_channels: bool = False,
+    criterion: str = "l1",
+    round_to: int = 1,
+    exclude: list[str] | None = None,
+    input_shapes: ShapeArg = None,
+    dry_run: bool = False,
+):
+    """Structured channel pruning made physical (weights sliced): ``ratio`` of each coupled channel group
+    by ``criterion`` (l1, l2, bn-gamma), or ``zero_channels`` (exact). Returns the plan, FLOPs/params before
+    and after, and the output difference from the original."""
+    from .graph import commands
+
+    return commands.prune(
+        model, output, ratio=ratio, zero_channels=zero_channels, criterion=criterion, round_to=round_to,
+        exclude=exclude, input_shapes=_shapes(input_shapes), dry_run=dry_run,
     )

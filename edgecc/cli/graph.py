@@ -57,3 +57,51 @@ def optimize(
             _print("  no rule matched and declined")
         for d in r.declined:
             _print(f"  declined {d.rule} at {d.node} ({d.op_type}): {d.reason}")
+
+
+def _print_plan(outcome) -> None:
+    plan, b, a = outcome.plan, outcome.before, outcome.after
+    for g in plan.groups:
+        layers = ", ".join(g.layers[:3]) + (f" +{len(g.layers) - 3} more" if len(g.layers) > 3 else "")
+        state = f"frozen: {g.frozen}" if g.frozen else f"{g.channels} -> {g.kept}"
+        _print(f"  group {g.id:<3} {state:<28} {layers}")
+    for bar in plan.barriers:
+        _print(f"  barrier {bar.op_type} '{bar.node}': {bar.reason}")
+    for note in plan.notes:
+        _print(f"  note: {note}")
+    _print(f"  FLOPs {b['flops'] / 1e9:.4f} -> {a['flops'] / 1e9:.4f} G ({a['flops'] / max(b['flops'], 1):.1%}), "
+           f"params {b['params']:,} -> {a['params']:,} ({a['params'] / max(b['params'], 1):.1%}), "
+           f"{plan.removed_channels} channels removed")
+    if outcome.equivalence is not None and outcome.equivalence.error is not None:
+        e = outcome.equivalence.error
+        _print(f"  outputs vs the original: max abs error {e.max_abs_error:.3g}, cosine {e.cosine:.6f}")
+
+
+@app.command()
+@handle_errors
+def prune(
+    model: ModelArg,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help=".onnx file to write (not with --dry-run)")] = None,
+    ratio: Annotated[Optional[float], typer.Option("--ratio", help="fraction of each channel group to remove, 0 < R < 1")] = None,
+    zero_channels: Annotated[bool, typer.Option("--zero-channels", help="remove exactly the channels whose weights are all zero")] = False,
+    criterion: Annotated[str, typer.Option("--criterion", help="channel importance: l1, l2 or bn-gamma")] = "l1",
+    round_to: Annotated[int, typer.Option("--round-to", help="kept channels per group are a multiple of this")] = 1,
+    exclude: Annotated[Optional[str], typer.Option("--exclude", help="comma-separated node names whose output channels stay")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan, write nothing")] = False,
+    input_shape: ShapeOpt = None,
+    report: ReportOpt = None,
+) -> None:
+    """Structured channel pruning, made physical: weights are sliced, so every backend runs a smaller model."""
+    if output is None and not dry_run:
+        from ..errors import BadInputError
+
+        raise BadInputError("give -o OUT.onnx, or --dry-run to only print the plan")
+    outcome = api.prune(
+        model, output, ratio=ratio, zero_channels=zero_channels, criterion=criterion, round_to=round_to,
+        exclude=split_list(exclude), input_shapes=input_shape, dry_run=dry_run,
+    )
+    write_json(report, outcome.to_json())
+    if report is not None and str(report) == "-":
+        return
+    _print(f"{outcome.source}: {'plan (dry run, nothing written)' if dry_run else 'pruned, written to ' + str(outcome.output)}")
+    _print_plan(outcome)

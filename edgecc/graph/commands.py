@@ -112,3 +112,58 @@ def optimize(
 def model_stats(model: ir.Model) -> dict[str, int]:
     a = analyze(model)
     return {"nodes": a.nodes, "params": a.params, "flops": a.flops}
+
+
+@dataclass
+class PruneOutcome:
+    source: str
+    output: str | None
+    plan: object  # prune.PruningPlan
+    before: dict[str, int]
+    after: dict[str, int]
+    equivalence: Equivalence | None
+
+    def to_json(self) -> dict[str, object]:
+        return {"model": self.source, "output": self.output, "plan": self.plan.to_json(), "before": self.before,
+                "after": self.after, "output_error": None if self.equivalence is None else self.equivalence.to_json()}
+
+
+def prune(
+    model: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None,
+    *,
+    ratio: float | None = None,
+    zero_channels: bool = False,
+    criterion: str = "l1",
+    round_to: int = 1,
+    exclude: list[str] | None = None,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
+    dry_run: bool = False,
+) -> PruneOutcome:
+    """Remove channels: the least important ``ratio`` of each coupled group, or (``zero_channels``) exactly
+    those whose weights are all zero. The zero-channel result must equal the original within 1e-5
+    (VerificationError otherwise); a ratio result's difference from the original is reported."""
+    from .equivalence import EXACT_TOLERANCE
+    from .prune import build_dependency_graph, check_exclude, materialise, plan_pruning
+
+    if ratio is not None and zero_channels:
+        raise BadInputError("give --ratio or --zero-channels, not both")
+    if ratio is None and not zero_channels:
+        raise BadInputError("give --ratio R (0 < R < 1) or --zero-channels")
+    out = check_output_path(output, str(model)) if output is not None and not dry_run else None
+    prepared = prepare_model(model, input_shapes)
+    excluded = check_exclude(prepared.model, exclude)
+    original = copy_model(prepared.model)
+    before = model_stats(original)
+    graph = build_dependency_graph(prepared.model)
+    plan = plan_pruning(graph, ratio=ratio, criterion=criterion, round_to=round_to, exclude=excluded, zero_channels=zero_channels)
+    pruned = materialise(plan)
+    after = model_stats(pruned)
+    eq = check_equivalent(original, pruned, tolerance=EXACT_TOLERANCE)
+    if eq.interface_changes:
+        raise VerificationError(f"{prepared.source}: pruning changed the model's interface: {eq.describe()} (a bug)")
+    if zero_channels and not eq.ok:
+        raise VerificationError(f"{prepared.source}: removing all-zero channels changed the outputs: {eq.describe()}")
+    if out is not None:
+        write_model(pruned, out)
+    return PruneOutcome(prepared.source, str(out) if out else None, plan, before, after, eq)

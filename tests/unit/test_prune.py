@@ -1,0 +1,282 @@
+"""Channel pruning: shapes stay consistent and models run on residual, concat/split, depthwise,
+transformer-block and ConvTranspose/Resize graphs; zero-channel elimination is exact (1e-5); barriers
+are named; bad options give a clear error."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnx.helper as oh
+import onnx_ir as ir
+import pytest
+from onnx import TensorProto, numpy_helper
+from typer.testing import CliRunner
+
+from conftest import make_model
+from edgecc.cli import app
+from edgecc.errors import BadInputError
+from edgecc.graph import commands
+from edgecc.graph.analysis import analyze
+from edgecc.graph.equivalence import EXACT_TOLERANCE, check_equivalent
+from edgecc.graph.io import prepare_model, save_model
+from edgecc.graph.passes import optimize_model
+from edgecc.graph.prune import build_dependency_graph, materialise, plan_pruning
+from edgecc.graph.rewrite._util import const_array
+
+F = TensorProto.FLOAT
+RNG = np.random.default_rng(1)
+
+
+def _w(name, *shape):
+    return numpy_helper.from_array((RNG.standard_normal(shape) * 0.3).astype(np.float32), name)
+
+
+def _vi(name, shape):
+    return oh.make_tensor_value_info(name, F, shape)
+
+
+def concat_split_net(act: str = "Tanh"):
+    """Two convs concatenated along channels, a Split of the result, a ConvTranspose, Resize, Pad and pools."""
+    nodes = [
+        oh.make_node("Conv", ["x", "wa", "ba"], ["a"], pads=[1, 1, 1, 1]),
+        oh.make_node("Relu", ["a"], ["ar"]),
+        oh.make_node("Conv", ["x", "wb"], ["b"], pads=[1, 1, 1, 1]),
+        oh.make_node(act, ["b"], ["bs"]),
+        oh.make_node("Concat", ["ar", "bs"], ["cat"], axis=1),
+        oh.make_node("Split", ["cat", "split"], ["s0", "s1"], axis=1),
+        oh.make_node("MaxPool", ["s0"], ["p0"], kernel_shape=[2, 2], strides=[2, 2]),
+        oh.make_node("ConvTranspose", ["p0", "wt", "bt"], ["up"], strides=[2, 2], kernel_shape=[2, 2]),
+        oh.make_node("Resize", ["s1", "", "scales"], ["r1"], mode="nearest"),
+        oh.make_node("AveragePool", ["r1"], ["q1"], kernel_shape=[2, 2], strides=[2, 2]),
+        oh.make_node("Pad", ["q1", "pads"], ["q1p"]),
+        oh.make_node("Conv", ["q1p", "wq"], ["q2"]),
+        oh.make_node("Add", ["up", "q2"], ["sum"]),
+        oh.make_node("Conv", ["sum", "wc", "bc"], ["y"]),
+    ]
+    inits = [
+        _w("wa", 6, 3, 3, 3), _w("ba", 6), _w("wb", 4, 3, 3, 3),
+        numpy_helper.from_array(np.array([5, 5], np.int64), "split"),
+        _w("wt", 5, 8, 2, 2), _w("bt", 8),
+        numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+        numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
+        _w("wq", 8, 5, 3, 3), _w("wc", 3, 8, 1, 1), _w("bc", 3),
+    ]
+    return make_model(nodes, [_vi("x", [1, 3, 8, 8])], [_vi("y", [1, 3, 8, 8])], inits, opset=17)
+
+
+def _prepared(proto, tmp_path, name="m.onnx"):
+    path = tmp_path / name
+    onnx.save(proto, str(path))
+    return path
+
+
+def mask_channels(model: ir.Model, fraction: float) -> int:
+    """Zero, in place, the channels a ``fraction`` plan would remove: their producing weights and biases,
+    per-channel constants added to them, and the BN shift. Returns how many channels were zeroed."""
+    g = build_dependency_graph(model)
+    plan = plan_pruning(g, ratio=fraction)
+
+    def removed(v):
+        m = g.maps.get(v)
+        if m is None:
+            return None
+        mask = np.array([not plan.keep_root[g.find(a)] for a in m.atoms.tolist()])
+        return mask if mask.any() else None
+
+    def set_(node, i, arr):
+        node.inputs[i].const_value = ir.tensor(arr, name=node.inputs[i].name)
+
+    for node in model.graph:
+        out = node.outputs[0]
+        r = removed(out)
+        if r is None:
+            continue
+        op = node.op_type
+        if op == "Conv":
+            w = const_array(node.inputs[1]).copy()
+            w[r] = 0
+            set_(node, 1, w)
+            if len(node.inputs) > 2 and node.inputs[2] is not None:
+                b = const_array(node.inputs[2]).copy()
+                b[r] = 0
+                set_(node, 2, b)
+        elif op in ("MatMul", "Gemm", "ConvTranspose"):
+            w = const_array(node.inputs[1]).copy()
+            if op == "Gemm" and node.attributes.get_int("transB", 0):
+                w[r] = 0
+            else:
+                w[:, r] = 0
+            set_(node, 1, w)
+            if len(node.inputs) > 2 and node.inputs[2] is not None:
+                b = const_array(node.inputs[2]).copy()
+                b[..., r] = 0
+                set_(node, 2, b)
+        elif op == "Add":
+            for i, v in enumerate(node.inputs):
+                c = const_array(v)
+                if c is not None and v not in g.maps and c.size == len(r):
+                    c = c.copy().reshape(c.shape)
+                    c.reshape(-1)[r] = 0
+                    set_(node, i, c)
+        elif op == "BatchNormalization":
+            for i in (2, 3):
+                c = const_array(node.inputs[i]).copy()
+                c[r] = 0
+                set_(node, i, c)
+    return plan.removed_channels
+
+
+def _zero_prune_case(model: ir.Model, tmp_path, fraction=0.4):
+    zeroed = mask_channels(model, fraction)
+    path = save_model(model, tmp_path / "masked.onnx")
+    outcome = commands.prune(str(path), tmp_path / "pruned.onnx", zero_channels=True)
+    return zeroed, outcome
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenetv2"])
+def test_zero_channel_elimination_is_exact_on_cnns(name, tmp_path):
+    prepared = prepare_model(f"zoo:{name}")
+    model = optimize_model(prepared.model).model  # BN folded: a zeroed Conv row gives an all-zero channel
+    zeroed, outcome = _zero_prune_case(model, tmp_path)
+    assert zeroed > 100
+    assert outcome.plan.removed_channels == zeroed
+    assert outcome.equivalence.ok and outcome.equivalence.error.max_rel_error <= EXACT_TOLERANCE.max_rel_error
+    assert outcome.after["flops"] < 0.8 * outcome.before["flops"]
+    onnx.checker.check_model(str(tmp_path / "pruned.onnx"), full_check=True)
+
+
+def test_zero_channel_elimination_on_transformer_ffn(tmp_path):
+    prepared = prepare_model("zoo:bert-tiny")
+    zeroed, outcome = _zero_prune_case(prepared.model, tmp_path, 0.5)
+    # the two FFN intermediate layers (512 -> 256 each); the hidden size is fixed by LayerNorm
+    assert zeroed == 512 and outcome.plan.removed_channels == 512
+    assert outcome.equivalence.ok
+    ops = analyze(ir.load(tmp_path / "pruned.onnx"))
+    assert ops.params == outcome.after["params"] < outcome.before["params"]
+
+
+def test_zero_channel_elimination_through_concat_split_convtranspose_resize(tmp_path):
+    model = ir.serde.deserialize_model(concat_split_net())
+    from edgecc.graph.io import infer_shapes
+
+    infer_shapes(model)
+    zeroed, outcome = _zero_prune_case(model, tmp_path, 0.5)
+    assert zeroed > 0 and outcome.plan.removed_channels == zeroed
+    assert outcome.equivalence.ok
+
+
+def test_sigmoid_of_a_zero_channel_is_not_zero(tmp_path):
+    """Sigmoid(0) = 0.5: a channel zeroed before a Sigmoid still matters downstream and must stay."""
+    model = ir.serde.deserialize_model(concat_split_net("Sigmoid"))
+    from edgecc.graph.io import infer_shapes
+
+    infer_shapes(model)
+    wb = model.graph.initializers["wb"]
+    w = wb.const_value.numpy().copy()
+    w[0] = 0
+    wb.const_value = ir.tensor(w, name="wb")
+    path = save_model(model, tmp_path / "m.onnx")
+    outcome = commands.prune(str(path), tmp_path / "p.onnx", zero_channels=True)
+    assert outcome.plan.removed_channels == 0
+
+
+@pytest.mark.parametrize("name,ratio", [("resnet18", 0.5), ("mobilenetv2", 0.3), ("bert-tiny", 0.5)])
+def test_ratio_pruning_keeps_shapes_and_runs(name, ratio, tmp_path):
+    outcome = commands.prune(f"zoo:{name}", tmp_path / "p.onnx", ratio=ratio, round_to=8)
+    pruned = prepare_model(tmp_path / "p.onnx")
+    assert [s.shape for s in pruned.outputs] == [s.shape for s in prepare_model(f"zoo:{name}").outputs]
+    onnx.checker.check_model(str(tmp_path / "p.onnx"), full_check=True)
+    assert outcome.after["flops"] < outcome.before["flops"]
+    for g in outcome.plan.groups:
+        if not g.frozen and g.channels >= 8:
+            assert g.kept % 8 == 0 and 0 < g.kept < g.channels
+    eq = outcome.equivalence
+    assert not eq.interface_changes and np.isfinite(eq.error.max_abs_error)
+
+
+def test_resnet50_half_pruning_quarter_flops():
+    prepared = prepare_model("zoo:resnet50")
+    before = analyze(prepared.model).flops
+    g = build_dependency_graph(prepared.model)
+    plan = plan_pruning(g, ratio=0.5)
+    after = analyze(materialise(plan)).flops
+    assert 0.2 < after / before < 0.32
+    assert [b.reason for b in plan.barriers] == ["graph output (outputs are never changed)"]
+    # stage outputs are coupled by the residual Adds: one group holds conv3 of every block and the downsample
+    assert max(len(gr.layers) for gr in plan.groups) == 7
+
+
+def test_barriers_are_named_and_freeze_their_groups():
+    prepared = prepare_model("zoo:bert-tiny")
+    plan = plan_pruning(build_dependency_graph(prepared.model), ratio=0.5)
+    reasons = {b.reason for b in plan.barriers}
+    assert "Reshape merges or splits the channel axis" in reasons
+    frozen = [g for g in plan.groups if g.frozen]
+    assert frozen and all("'" in g.frozen for g in frozen)
+
+
+def test_unknown_op_is_a_barrier():
+    proto = make_model(
+        [oh.make_node("Conv", ["x", "w"], ["c"]), oh.make_node("FooBar", ["c"], ["f"], domain="com.acme"),
+         oh.make_node("Relu", ["f"], ["y"])],
+        [_vi("x", [1, 3, 4, 4])], [_vi("y", [1, 4, 4, 4])], [_w("w", 4, 3, 1, 1)], domains=["com.acme"],
+    )
+    g = build_dependency_graph(ir.serde.deserialize_model(proto))
+    plan = plan_pruning(g, ratio=0.5)
+    assert plan.groups[0].frozen == "FooBar 'FooBar': no pruning handler for com.acme::FooBar" or \
+        plan.groups[0].frozen.endswith("no pruning handler for com.acme::FooBar")
+    assert plan.removed_channels == 0
+
+
+def test_never_all_channels_of_a_group():
+    prepared = prepare_model("zoo:tinycnn")
+    plan = plan_pruning(build_dependency_graph(prepared.model), ratio=0.999)
+    assert all(g.kept >= 1 for g in plan.groups)
+    assert any(not g.frozen and g.kept == 1 for g in plan.groups)
+
+
+def test_exclude_keeps_a_layer_and_bad_options_fail():
+    prepared = prepare_model("zoo:tinycnn")
+    first = next(n.name for n in prepared.model.graph if n.op_type == "Conv")
+    plan = plan_pruning(build_dependency_graph(prepared.model), ratio=0.5, exclude={first})
+    assert any(g.frozen == "excluded by --exclude" and first in g.layers for g in plan.groups)
+    for kwargs, message in [
+        ({"ratio": 0.0}, "between 0 and 1"), ({"ratio": 1.0}, "between 0 and 1"),
+        ({"ratio": 0.5, "criterion": "l3"}, "unknown --criterion"), ({"ratio": 0.5, "round_to": 0}, "--round-to"),
+    ]:
+        with pytest.raises(BadInputError, match=message):
+            plan_pruning(build_dependency_graph(prepared.model), **kwargs)
+    with pytest.raises(BadInputError, match="does not have: nosuch"):
+        commands.prune("zoo:tinycnn", None, ratio=0.5, exclude=["nosuch"], dry_run=True)
+
+
+def test_bn_gamma_criterion_keeps_the_largest_gammas():
+    prepared = prepare_model("zoo:resnet18")
+    g = build_dependency_graph(prepared.model)
+    plan = plan_pruning(g, ratio=0.5, criterion="bn-gamma")
+    first_bn = next(n for n in prepared.model.graph if n.op_type == "BatchNormalization" and n.inputs[0].producer().name == "Conv_1")
+    gamma = const_array(first_bn.inputs[1])
+    cmap = g.maps[first_bn.inputs[0]]
+    kept = np.array([plan.keep_root[g.find(a)] for a in cmap.atoms])
+    assert kept.sum() == 32 and gamma[kept].min() >= gamma[~kept].max()
+
+
+runner = CliRunner()
+
+
+def test_cli_prune_dry_run_report_and_errors(tmp_path):
+    report = tmp_path / "plan.json"
+    r = runner.invoke(app, ["prune", "zoo:resnet18", "--ratio", "0.5", "--dry-run", "--report", str(report)])
+    assert r.exit_code == 0, r.stderr
+    assert "64 -> 32" in r.stdout and "barrier output 'logits'" in r.stdout and "FLOPs 3.6380 ->" in r.stdout
+    data = json.loads(report.read_text())
+    assert data["output"] is None and data["after"]["flops"] < data["before"]["flops"]
+    assert not list(tmp_path.glob("*.onnx"))
+    r = runner.invoke(app, ["prune", "zoo:tinycnn", "-o", str(tmp_path / "p.onnx"), "--ratio", "1.2"])
+    assert r.exit_code == 2 and "--ratio must be between 0 and 1" in r.stderr and not (tmp_path / "p.onnx").exists()
+    r = runner.invoke(app, ["prune", "zoo:tinycnn", "-o", str(tmp_path / "p.onnx"), "--ratio", "0.5", "--exclude", "nosuch"])
+    assert r.exit_code == 2 and "nosuch" in r.stderr
+    r = runner.invoke(app, ["prune", "zoo:tinycnn", "-o", str(tmp_path / "p.onnx")])
+    assert r.exit_code == 2 and "--ratio" in r.stderr
