@@ -23,7 +23,7 @@ from .profiling.inputs import load_inputs
 from .report.schema import Baseline, CompareReport, ResultRow
 from .targets import Target, load_registry
 
-__all__ = ["compile", "profile", "compare", "inspect", "load_artifact", "resolve_target", "ProfileSettings", "optimize", "prune"]
+__all__ = ["compile", "profile", "compare", "inspect", "load_artifact", "resolve_target", "ProfileSettings", "optimize", "prune", "sparsify", "lowrank"]
 
 ShapeArg = dict[str, tuple[int, ...]] | list[str] | None
 
@@ -322,3 +322,25 @@ def prune(
         model, output, ratio=ratio, zero_channels=zero_channels, criterion=criterion, round_to=round_to,
         exclude=exclude, input_shapes=_shapes(input_shapes), dry_run=dry_run,
     )
+
+
+def sparsify(
+    model: str | os.PathLike[str], output: str | os.PathLike[str] | None, *, pattern: str = "unstructured",
+    ratio: float = 0.5, input_shapes: ShapeArg = None,
+):
+    """Zero weights: ``pattern`` "unstructured" (the ``ratio`` smallest per layer) or "2:4" (ratio 0.5), recorded in
+    the model metadata (``edgecc.sparsity``) for backends with sparse kernels. Reports the output error."""
+    from .graph import commands
+
+    return commands.sparsify(model, output, pattern=pattern, ratio=ratio, input_shapes=_shapes(input_shapes))
+
+
+def lowrank(
+    model: str | os.PathLike[str], output: str | os.PathLike[str] | None, *, energy: float = 0.95,
+    input_shapes: ShapeArg = None,
+):
+    """SVD factorisation of Gemm/MatMul weights and 1x1 Convs keeping ``energy`` of the spectrum, only where
+    FLOPs drop. Reports per-layer ranks and errors and the output error."""
+    from .graph import commands
+
+    return commands.lowrank(model, output, energy=energy, input_shapes=_shapes(input_shapes))

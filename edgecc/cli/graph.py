@@ -105,3 +105,53 @@ def prune(
         return
     _print(f"{outcome.source}: {'plan (dry run, nothing written)' if dry_run else 'pruned, written to ' + str(outcome.output)}")
     _print_plan(outcome)
+
+
+def _print_rewrite(outcome, head: str) -> None:
+    b, a, e = outcome.before, outcome.after, outcome.equivalence.error
+    _print(f"{outcome.source}: {head}, written to {outcome.output}")
+    _print(f"  FLOPs {b['flops'] / 1e9:.4f} -> {a['flops'] / 1e9:.4f} G, params {b['params']:,} -> {a['params']:,}, "
+           f"nodes {b['nodes']} -> {a['nodes']}")
+    for name, why in outcome.result.skipped.items():
+        _print(f"  skipped {name}: {why}")
+    _print(f"  outputs vs the original: max abs error {e.max_abs_error:.3g} ({e.max_rel_error:.3g} of the range), "
+           f"cosine {e.cosine:.6f}")
+
+
+@app.command()
+@handle_errors
+def sparsify(
+    model: ModelArg,
+    output: OutputOpt,
+    pattern: Annotated[str, typer.Option("--pattern", help="unstructured or 2:4")] = "unstructured",
+    ratio: Annotated[float, typer.Option("--ratio", help="fraction of weights zeroed per layer (2:4: 0.5)")] = 0.5,
+    input_shape: ShapeOpt = None,
+    report: ReportOpt = None,
+) -> None:
+    """Zero weights by magnitude (unstructured) or 2:4 semi-structured; recorded in the model metadata for TensorRT."""
+    outcome = api.sparsify(model, output, pattern=pattern, ratio=ratio, input_shapes=input_shape)
+    write_json(report, outcome.to_json())
+    if report is not None and str(report) == "-":
+        return
+    r = outcome.result
+    _print_rewrite(outcome, f"{r.pattern} sparsity {r.sparsity:.1%} over {len(r.layers)} layers")
+
+
+@app.command()
+@handle_errors
+def lowrank(
+    model: ModelArg,
+    output: OutputOpt,
+    energy: Annotated[float, typer.Option("--energy", help="share of the singular-value spectrum kept, 0 < E <= 1")] = 0.95,
+    input_shape: ShapeOpt = None,
+    report: ReportOpt = None,
+) -> None:
+    """Factorise Gemm/MatMul weights and 1x1 Convs by truncated SVD, only where FLOPs go down."""
+    outcome = api.lowrank(model, output, energy=energy, input_shapes=input_shape)
+    write_json(report, outcome.to_json())
+    if report is not None and str(report) == "-":
+        return
+    r = outcome.result
+    _print_rewrite(outcome, f"{len(r.layers)} layers factorised at energy {r.energy:g}")
+    for l in r.layers:
+        _print(f"  {l.node} ({l.op_type}) [{l.shape[0]}x{l.shape[1]}] -> rank {l.rank}, weight error {l.weight_error:.3g}")

@@ -167,3 +167,54 @@ def prune(
     if out is not None:
         write_model(pruned, out)
     return PruneOutcome(prepared.source, str(out) if out else None, plan, before, after, eq)
+
+
+@dataclass
+class RewriteOutcome:
+    """The result of sparsify or lowrank: what was changed, model stats before/after, the output error."""
+
+    source: str
+    output: str | None
+    result: object  # SparsityResult or LowRankResult
+    before: dict[str, int]
+    after: dict[str, int]
+    equivalence: Equivalence
+
+    def to_json(self) -> dict[str, object]:
+        return {"model": self.source, "output": self.output, **self.result.to_json(), "before": self.before,
+                "after": self.after, "output_error": self.equivalence.to_json()}
+
+
+def _rewrite(model, output, input_shapes, apply) -> RewriteOutcome:
+    from .equivalence import EXACT_TOLERANCE
+    from .io import infer_shapes
+
+    out = check_output_path(output, str(model)) if output is not None else None
+    prepared = prepare_model(model, input_shapes)
+    original = copy_model(prepared.model)
+    result = apply(prepared.model)
+    from onnx_ir.passes.common import RemoveUnusedNodesPass
+
+    RemoveUnusedNodesPass()(prepared.model)  # the replaced weights
+    infer_shapes(prepared.model)
+    eq = check_equivalent(original, prepared.model, tolerance=EXACT_TOLERANCE)
+    if eq.interface_changes:
+        raise VerificationError(f"{prepared.source}: the rewrite changed the model's interface: {eq.describe()} (a bug)")
+    if out is not None:
+        write_model(prepared.model, out)
+    return RewriteOutcome(prepared.source, str(out) if out else None, result, model_stats(original),
+                          model_stats(prepared.model), eq)
+
+
+def sparsify(model, output, *, pattern: str, ratio: float, input_shapes=None) -> RewriteOutcome:
+    """Zero weights by magnitude (unstructured) or 2:4 along the reduction axis; recorded in the metadata."""
+    from .prune.sparsity import sparsify_model
+
+    return _rewrite(model, output, input_shapes, lambda m: sparsify_model(m, pattern, ratio))
+
+
+def lowrank(model, output, *, energy: float, input_shapes=None) -> RewriteOutcome:
+    """Truncated-SVD factorisation of Gemm/MatMul weights and 1x1 Convs where it lowers FLOPs."""
+    from .lowrank import factorize_model
+
+    return _rewrite(model, output, input_shapes, lambda m: factorize_model(m, energy))

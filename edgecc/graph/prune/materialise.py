@@ -8,6 +8,7 @@ from onnx_ir.passes import common as common_passes
 
 from ..io import infer_shapes
 from ..rewrite._util import const_array
+from ..weights import InitializerWriter
 from .handlers import HANDLERS
 from .plan import PruningPlan
 
@@ -19,7 +20,7 @@ class Editor:
         self.plan = plan
         self.g = plan.graph
         self._kept: dict[ir.Value, np.ndarray | None] = {}
-        self._taken = set(self.g.model.graph.initializers)
+        self._writer = InitializerWriter(self.g.model.graph)
 
     def has_map(self, value: ir.Value | None) -> bool:
         return value is not None and value in self.g.maps
@@ -41,18 +42,7 @@ class Editor:
         return self._kept[value]
 
     def set_const(self, node: ir.Node, index: int, array: np.ndarray) -> None:
-        """Give ``node`` a new initializer at input ``index`` (the old one may be shared with other nodes)."""
-        old = node.inputs[index]
-        base = (old.name if old is not None and old.name else node.name or "w") + "_pruned"
-        name, n = base, 0
-        while name in self._taken:
-            n += 1
-            name = f"{base}_{n}"
-        self._taken.add(name)
-        tensor = ir.tensor(np.ascontiguousarray(array), name=name)
-        value = ir.Value(name=name, shape=ir.Shape(array.shape), type=ir.TensorType(tensor.dtype), const_value=tensor)
-        self.g.model.graph.register_initializer(value)
-        node.replace_input_with(index, value)
+        self._writer.replace_input(node, index, array, "_pruned")
 
     def add_const_input(self, node: ir.Node, array: np.ndarray) -> None:
         node.resize_inputs(len(node.inputs) + 1)
