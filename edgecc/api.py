@@ -63,17 +63,26 @@ def compile(
     input_shapes: ShapeArg = None,
     options: dict[str, object] | None = None,
     targets_file: str | os.PathLike[str] | None = None,
+    prune: float | None = None,
+    lowrank: float | None = None,
+    optimize: bool = False,
 ) -> Artifact:
     """Compile ``model`` (a path or ``zoo:NAME``) for ``target`` into the artifact directory ``out_dir``.
 
     ``backend`` defaults to the target's preferred backend. Nothing is written at ``out_dir`` unless
-    the compile succeeds.
+    the compile succeeds. ``prune`` (ratio), ``lowrank`` (energy) and ``optimize`` rewrite the graph first;
+    they are recorded in the manifest's passes and notes.
     """
+    from .graph.commands import GraphSteps, apply_steps
+
+    steps = GraphSteps(optimize=optimize, prune=prune, lowrank=lowrank)
+    steps.check()
     tgt = resolve_target(target, targets_file)
     be = get_backend(backend or tgt.preferred_backend)
     check_request(be, tgt, precision)
     prepared = prepare_model(model, _shapes(input_shapes))
-    return build_artifact(prepared, tgt, be, precision, options, Path(out_dir))
+    passes, notes = apply_steps(prepared, steps)
+    return build_artifact(prepared, tgt, be, precision, options, Path(out_dir), graph_passes=passes, graph_notes=notes)
 
 
 def _profile_job(path: str, settings: ProfileSettings, inputs: str | None) -> ResultRow:
@@ -128,13 +137,16 @@ class _RowJob:
     out_dir: str
     reference: str
     settings: ProfileSettings
+    graph_passes: tuple[str, ...] = ()
+    graph_notes: tuple[str, ...] = ()
 
 
 def _row_job(job: _RowJob) -> ResultRow:
     prepared = prepare_model(job.model_path)
     prepared = PreparedModel(prepared.model, job.source, job.name, job.sha256)
     backend = get_backend(job.backend)
-    artifact = build_artifact(prepared, job.target, backend, job.precision, job.options, Path(job.out_dir), reference=Path(job.reference))
+    artifact = build_artifact(prepared, job.target, backend, job.precision, job.options, Path(job.out_dir), reference=Path(job.reference),
+                              graph_passes=job.graph_passes, graph_notes=job.graph_notes)
     s = job.settings
     return profile_artifact(
         artifact, backend, warmup=s.warmup, runs=s.runs, min_time_s=s.min_time_s, layer_runs=s.layer_runs
@@ -184,6 +196,9 @@ def compare(
     artifacts_dir: str | os.PathLike[str] | None = None,
     targets_file: str | os.PathLike[str] | None = None,
     on_row: Callable[[ResultRow, int, int], None] | None = None,
+    prune: float | None = None,
+    lowrank: float | None = None,
+    optimize: bool = False,
 ) -> CompareReport:
     """Compile and profile ``model`` with every backend x precision on ``target``, each in its own
     process, against the onnxruntime FP32 baseline measured in the same run.
@@ -191,13 +206,19 @@ def compare(
     A row that crashes, hangs past ``timeout_s`` or fails verification is reported with its cause;
     the others complete. ``options`` maps backend name -> that backend's options. ``on_row(row, i, n)``
     is called as each row finishes. Artifacts are kept under ``artifacts_dir`` when given.
+    ``prune``/``lowrank``/``optimize`` rewrite the graph once before every row (baseline included).
     """
+    from .graph.commands import GraphSteps, apply_steps
+
+    steps = GraphSteps(optimize=optimize, prune=prune, lowrank=lowrank)
+    steps.check()
     tgt = resolve_target(target, targets_file)
     for p in precisions or []:
         if p not in ("fp32", "bf16", "fp16", "int8"):
             raise UnknownNameError(f"unknown precision '{p}'; known: fp32, bf16, fp16, int8")
     plan = _plan_rows(tgt, backends, precisions)
     prepared = prepare_model(model, _shapes(input_shapes))
+    graph_passes, graph_notes = apply_steps(prepared, steps)
     flops = analyze(prepared.model).flops
     work = Path(tempfile.mkdtemp(prefix="edgecc-compare-"))
     keep = Path(artifacts_dir) if artifacts_dir is not None else None
@@ -213,7 +234,7 @@ def compare(
                 out = (keep or work / "artifacts") / f"{backend}-{precision}"
                 job = _RowJob(
                     str(model_path), prepared.source, prepared.name, prepared.sha256, tgt, backend, precision,
-                    (options or {}).get(backend), str(out), str(reference), settings,
+                    (options or {}).get(backend), str(out), str(reference), settings, tuple(graph_passes), tuple(graph_notes),
                 )
                 row = _row_from_outcome(run_isolated(_row_job, job, timeout_s=timeout_s), backend, precision)
                 if keep is None:

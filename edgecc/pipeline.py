@@ -75,11 +75,15 @@ def build_artifact(
     out_dir: Path,
     *,
     reference: bool | Path = True,
+    graph_passes: list[str] | tuple[str, ...] = (),
+    graph_notes: list[str] | tuple[str, ...] = (),
 ) -> Artifact:
     """Compile ``model`` with ``backend`` for ``target`` into ``out_dir`` (replaced only on success).
 
     ``reference``: True computes the reference inputs/outputs here; a path copies an existing
     reference .npz (made by :func:`write_reference` on the same model); False stores none.
+    ``graph_passes``/``graph_notes``: graph rewrites already applied to ``model`` (edgecc.graph.commands.apply_steps),
+    recorded in the manifest.
     """
     check_request(backend, target, precision)
     parsed = backend.parse_options(options)
@@ -101,9 +105,9 @@ def build_artifact(
             model=ModelInfo(source=model.source, name=model.name, sha256=model.sha256, flops=analyze(model.model).flops),
             inputs=[TensorSpecModel(**s.to_json()) for s in model.inputs],
             outputs=[TensorSpecModel(**s.to_json()) for s in model.outputs],
-            passes=["fix-input-shapes", "shape-inference", *result.passes],
+            passes=["fix-input-shapes", "shape-inference", *graph_passes, *result.passes],
             options=result.options.model_dump(mode="json"),
-            notes=result.notes,
+            notes=[*graph_notes, *result.notes],
             compile_s=round(compile_s, 4),
             files={},
         )

@@ -104,6 +104,11 @@ def inspect(
             out.print(f"  [green]{s.backend}[/]: supports every op", highlight=False)
 
 
+PruneOpt = Annotated[Optional[float], typer.Option("--prune", help="prune this fraction of channels first (edgecc prune --ratio)")]
+LowRankOpt = Annotated[Optional[float], typer.Option("--lowrank", help="low-rank factorise first, keeping this energy (edgecc lowrank)")]
+OptimizeOpt = Annotated[bool, typer.Option("--optimize", help="run edgecc optimize's graph pipeline first")]
+
+
 @app.command("compile")
 @handle_errors
 def compile_cmd(
@@ -115,11 +120,14 @@ def compile_cmd(
     input_shape: ShapeOpt = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", help="backend option KEY=VALUE (repeatable)")] = None,
     targets_file: TargetsFileOpt = None,
+    prune: PruneOpt = None,
+    lowrank: LowRankOpt = None,
+    optimize: OptimizeOpt = False,
 ) -> None:
     """Compile MODEL for TARGET into an artifact directory (backend files + manifest.json)."""
     artifact = api.compile(
         model, target, output, backend=backend, precision=precision, input_shapes=input_shape,
-        options=parse_options(option), targets_file=targets_file,
+        options=parse_options(option), targets_file=targets_file, prune=prune, lowrank=lowrank, optimize=optimize,
     )
     m = artifact.manifest
     out.print(f"compiled {m.model.source} for {m.target.name} with {m.backend} {m.precision} in {m.compile_s:.2f} s "
@@ -177,6 +185,9 @@ def compare(
     artifacts_dir: Annotated[Optional[Path], typer.Option("--artifacts-dir", help="keep each row's artifact here")] = None,
     json_out: JsonOpt = None,
     targets_file: TargetsFileOpt = None,
+    prune: PruneOpt = None,
+    lowrank: LowRankOpt = None,
+    optimize: OptimizeOpt = False,
 ) -> None:
     """Compile and profile MODEL with each backend x precision on TARGET, against the onnxruntime FP32 baseline."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -195,7 +206,7 @@ def compare(
         report = api.compare(
             model, target, backends=split_list(backends), precisions=split_list(precisions), input_shapes=input_shape,
             settings=_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout, artifacts_dir=artifacts_dir,
-            targets_file=targets_file, on_row=on_row,
+            targets_file=targets_file, on_row=on_row, prune=prune, lowrank=lowrank, optimize=optimize,
         )
     write_json(json_out, report.model_dump(mode="json"))
     if not quiet:

@@ -218,3 +218,60 @@ def lowrank(model, output, *, energy: float, input_shapes=None) -> RewriteOutcom
     from .lowrank import factorize_model
 
     return _rewrite(model, output, input_shapes, lambda m: factorize_model(m, energy))
+
+
+@dataclass(frozen=True)
+class GraphSteps:
+    """Graph rewrites run as steps of compile/compare, in this order: prune, low-rank, optimize."""
+
+    optimize: bool = False
+    prune: float | None = None
+    lowrank: float | None = None
+
+    def __bool__(self) -> bool:
+        return self.optimize or self.prune is not None or self.lowrank is not None
+
+    def check(self) -> None:
+        """Reject bad values before any model is loaded."""
+        if self.prune is not None and not 0.0 < self.prune < 1.0:
+            raise BadInputError(f"--prune must be between 0 and 1 (exclusive), got {self.prune:g}")
+        if self.lowrank is not None and not 0.0 < self.lowrank <= 1.0:
+            raise BadInputError(f"--lowrank must be in (0, 1], got {self.lowrank:g}")
+
+
+def apply_steps(prepared: PreparedModel, steps: GraphSteps) -> tuple[list[str], list[str]]:
+    """Rewrite ``prepared.model`` in place; returns (pass names for the manifest, notes with FLOPs and the
+    output difference from the original model)."""
+    if not steps:
+        return [], []
+    from onnx_ir.passes.common import RemoveUnusedNodesPass
+
+    from .io import infer_shapes
+    from .lowrank import factorize_model
+    from .passes import optimize_model
+    from .prune import build_dependency_graph, materialise, plan_pruning
+
+    steps.check()
+    original = copy_model(prepared.model)
+    before = model_stats(original)
+    passes: list[str] = []
+    if steps.prune is not None:
+        plan = plan_pruning(build_dependency_graph(prepared.model), ratio=steps.prune)
+        materialise(plan)
+        passes.append(f"prune(ratio={steps.prune:g},criterion=l1,removed={plan.removed_channels})")
+    if steps.lowrank is not None:
+        result = factorize_model(prepared.model, steps.lowrank)
+        RemoveUnusedNodesPass()(prepared.model)
+        infer_shapes(prepared.model)
+        passes.append(f"lowrank(energy={steps.lowrank:g},layers={len(result.layers)})")
+    if steps.optimize:
+        result = optimize_model(prepared.model)
+        passes.append(f"optimize(nodes={result.nodes_before}->{result.nodes_after})")
+    after = model_stats(prepared.model)
+    eq = check_equivalent(original, prepared.model)
+    if eq.interface_changes:
+        raise VerificationError(f"{prepared.source}: graph steps changed the model's interface: {eq.describe()} (a bug)")
+    e = eq.error
+    notes = [f"graph steps {', '.join(passes)}: FLOPs {before['flops']} -> {after['flops']}, params {before['params']} -> "
+             f"{after['params']}; outputs vs the original model: max abs error {e.max_abs_error:.3g}, cosine {e.cosine:.6f}"]
+    return passes, notes
