@@ -10,9 +10,13 @@ from ..io import EXTERNAL_DATA_THRESHOLD, model_bytes
 
 
 def cleanup_passes() -> list[ir.passes.PassBase]:
-    """onnx_ir's common passes: constants to initializers, duplicate initializers, identities, CSE, unused nodes."""
+    """onnx_ir's common passes: constants to initializers, duplicate initializers, identities, CSE, unused nodes.
+
+    Every Constant node becomes an initializer, whatever its size: a Constant is a node that every runtime
+    schedules, an initializer is data (onnxsim writes small ones back as Constant nodes).
+    """
     return [
-        common_passes.LiftConstantsToInitializersPass(lift_all_constants=False, size_limit=16),
+        common_passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
         common_passes.DeduplicateInitializersPass(),
         common_passes.IdentityEliminationPass(),
         common_passes.CommonSubexpressionEliminationPass(),
