@@ -256,3 +256,21 @@ def test_add_of_tiny_epsilon_is_kept():
     """onnxscript's own no-op rule treats Add(x, 1e-12) as x + 0; ours must not."""
     _, model, _ = apply_rules(layer_norm(), common.no_op.rules)
     assert [n.op_type for n in model.graph].count("Add") == 2
+
+
+def test_matmul_add_with_a_rank_3_bias_is_not_a_gemm():
+    """Add(MatMul(a[4,8], w[8,3]), c[1,1,3]) is [1,4,3]: a Gemm would drop the leading axis."""
+    proto = make_model(
+        [oh.make_node("MatMul", ["x", "w"], ["h"]), oh.make_node("Add", ["h", "b"], ["y"])],
+        [_vi("x", [4, 8])], [_vi("y", [1, 4, 3])], [_w("w", 8, 3), _w("b", 1, 1, 3)],
+    )
+    _, model, fusion = apply_rules(proto, common.matmul_add_gemm.rules)
+    assert fusion.counts == {} and [n.op_type for n in model.graph] == ["MatMul", "Add"]
+
+
+def test_hardswish_needs_opset_14():
+    proto = hardswish(True)
+    proto.opset_import[0].version = 13
+    _, _, fusion = apply_rules(proto, common.hardswish.rules)
+    assert fusion.counts == {}
+    assert any("opset 13 < 14" in d.reason for d in fusion.declined.values())

@@ -32,3 +32,19 @@ def fresh_initializer(op, graph: ir.Graph | None, array: np.ndarray, base: str) 
         n += 1
         name = f"{base}_{n}"
     return op.initializer(ir.tensor(np.ascontiguousarray(array)), name=name)
+
+
+def with_min_opset(cls, opset: int, op_name: str):
+    """A subclass of the rule class ``cls`` whose check first declines below ONNX opset ``opset`` (when the op
+    its rewrite emits, ``op_name``, does not exist yet), then runs ``cls``'s own check."""
+    from onnxscript.rewriter import MatchResult
+
+    class Guarded(cls):
+        def check(self, context, *args, **kwargs):
+            found = context.model.opset_imports.get("", 0)
+            if found < opset:
+                return MatchResult().fail(f"model opset {found} < {opset}: {op_name} is not available")
+            return super().check(context, *args, **kwargs)
+
+    Guarded.__name__ = Guarded.__qualname__ = cls.__name__
+    return Guarded
