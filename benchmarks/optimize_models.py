@@ -134,7 +134,6 @@ def run_one(src: ModelSource, path: str, tmp: Path, rounds: int, runs: int) -> d
     result = optimize_model(prepared.model)
     variants["edgecc"] = (result.model, time.perf_counter() - t0, "")
     rows, sessions = {}, {}
-    expected = None
     for tag, (model, seconds, note) in variants.items():
         row = {"nodes": None, "seconds": round(seconds, 3), "matches": None, "note": note}
         if model is not None:

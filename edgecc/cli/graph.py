@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 
 from .. import api
-from .common import JsonOpt, ModelArg, ShapeOpt, TargetsFileOpt, app, handle_errors, out, split_list, write_json
+from .common import ModelArg, ShapeOpt, TargetsFileOpt, app, handle_errors, out, split_list, write_json
 
 OutputOpt = Annotated[Path, typer.Option("-o", "--output", help=".onnx file to write")]
 ReportOpt = Annotated[Optional[Path], typer.Option("--report", help="write what was done as JSON to this path ('-' for stdout)")]

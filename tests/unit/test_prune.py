@@ -19,7 +19,7 @@ from edgecc.cli import app
 from edgecc.errors import BadInputError
 from edgecc.graph import commands
 from edgecc.graph.analysis import analyze
-from edgecc.graph.equivalence import EXACT_TOLERANCE, check_equivalent
+from edgecc.graph.equivalence import EXACT_TOLERANCE
 from edgecc.graph.io import prepare_model, save_model
 from edgecc.graph.passes import optimize_model
 from edgecc.graph.prune import build_dependency_graph, materialise, plan_pruning

@@ -174,7 +174,6 @@ def hardswish(same_input: bool):
 
 def transpose_unit(perm):
     """[2,1,3] transposed by ``perm``: (1,0,2) only moves the unit axis; (2,1,0) reorders data."""
-    out = [[2, 1, 3][a] for a in perm]
     return make_model(
         [oh.make_node("Transpose", ["x"], ["t"], perm=list(perm)), oh.make_node("Reshape", ["t", "s"], ["y"])],
         [_vi("x", [2, 1, 3])], [_vi("y", [6])], [_c("s", [6], np.int64)],

@@ -16,7 +16,7 @@ from conftest import make_model
 from edgecc.cli import app
 from edgecc.errors import BadInputError
 from edgecc.graph import commands
-from edgecc.graph.equivalence import REWRITE_TOLERANCE, check_equivalent
+from edgecc.graph.equivalence import REWRITE_TOLERANCE
 from edgecc.graph.io import prepare_model
 from edgecc.graph.lowrank import factorize_model
 from edgecc.graph.prune.sparsity import METADATA_KEY, sparsify_model
