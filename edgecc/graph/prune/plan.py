@@ -37,7 +37,8 @@ def build_dependency_graph(model: ir.Model) -> DependencyGraph:
 
 @dataclass
 class ChannelGroup:
-    """Layers whose output channels are coupled, and the decision for them."""
+    """Layers whose output channels are coupled, and the decision for them. ``channels`` counts the units removed
+    or kept as a whole: single channels, or whole blocks such as attention heads (see ShapeOpHandler._reshape)."""
 
     id: int
     layers: list[str]

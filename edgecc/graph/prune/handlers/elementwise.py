@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..depgraph import ChannelMap
 from ...rewrite._util import const_array
+from ..depgraph import ChannelMap
 from ._common import Handler, input_at, rank_of, static_dims
 
 # f(0) == 0 for these, so an all-zero channel stays all zero through them.

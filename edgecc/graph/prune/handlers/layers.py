@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..depgraph import ChannelMap
 from ...rewrite._util import const_array
-from ._common import Handler, input_at, new_output, norms, rank_of
+from ..depgraph import ChannelMap
+from ._common import Handler, input_at, new_output, norms, rank_of, static_dims
 
 
 class ConvHandler(Handler):
@@ -154,12 +154,17 @@ class GemmHandler(Handler):
 
 
 class MatMulHandler(Handler):
-    """MatMul by a constant 2-D weight [K, N]: consumes A's last axis, makes N channels on the last axis."""
+    """MatMul by a constant 2-D weight [K, N]: consumes A's last axis, makes N channels on the last axis.
+    MatMul of two activations (attention's Q.K^T and P.V) passes channels that sit on a batch axis (heads)
+    and unites them between its operands; channels on the two matrix axes stop there."""
 
     def propagate(self, g, node):
         a, b_v, out = node.inputs[0], node.inputs[1], node.outputs[0]
         b = const_array(b_v)
         rank = rank_of(a)
+        if b is None and rank_of(out) is not None and rank_of(b_v) is not None and rank is not None:
+            self._batched(g, node)
+            return
         if b is None or b.ndim != 2 or rank is None or rank < 2:
             g.pin(a, node, "MatMul of two activations (or a weight that is not 2-D)")
             g.pin(b_v, node, "MatMul of two activations (or a weight that is not 2-D)")
@@ -172,8 +177,33 @@ class MatMulHandler(Handler):
                 g.consume(cin)
         new_output(g, node, out, b, 1, None, rank - 1)
 
+    def _batched(self, g, node) -> None:
+        out_rank = rank_of(node.outputs[0])
+        mapped = [v for v in node.inputs if v in g.maps]
+        if not mapped:
+            return
+        axes = {g.maps[v].axis + out_rank - rank_of(v) for v in mapped}
+        axis = axes.pop() if len(axes) == 1 else None
+        ok = axis is not None and axis < out_rank - 2 and len({len(g.maps[v]) for v in mapped}) == 1
+        for v in node.inputs:
+            if ok and v not in g.maps:
+                dims = static_dims(v)
+                aligned = axis - (out_rank - len(dims)) if dims is not None else None
+                ok = dims is not None and (aligned < 0 or dims[aligned] == 1)
+        if not ok:
+            for v in mapped:
+                g.pin(v, node, "MatMul of two activations with channels on a matrix axis")
+            return
+        first = g.maps[mapped[0]]
+        for v in mapped[1:]:
+            g.unite(first.atoms, g.maps[v].atoms)
+        zero = np.logical_or.reduce([g.maps[v].zero for v in mapped])  # a zero matrix times anything is zero
+        g.maps[node.outputs[0]] = ChannelMap(axis, first.atoms, zero)
+
     def materialise(self, edit, node):
         b = const_array(node.inputs[1])
+        if b is None:  # two activations: nothing of its own to cut
+            return
         keep_in, keep_out = edit.kept(node.inputs[0]), edit.kept(node.outputs[0])
         if keep_in is not None:
             b = b[keep_in]

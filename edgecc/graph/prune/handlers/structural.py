@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ..depgraph import ChannelMap
 from ...rewrite._util import const_array
+from ..depgraph import ChannelMap
 from ._common import Handler, input_at, rank_of, static_dims
 
 
@@ -150,8 +150,8 @@ class AxisOpHandler(Handler):
 
 
 class ShapeOpHandler(Handler):
-    """Reshape (when the channel axis survives as an axis of its own), Squeeze, Unsqueeze, Transpose, Gather
-    on another axis: channels follow their axis to its new position."""
+    """Reshape (see ``_reshape``), Squeeze, Unsqueeze, Transpose, Gather on another axis: channels follow their
+    axis to its new position."""
 
     def propagate(self, g, node):
         x = node.inputs[0]
@@ -160,11 +160,47 @@ class ShapeOpHandler(Handler):
             for v in node.inputs[1:]:
                 g.pin(v, node, f"channels used as {node.op_type} parameters")
             return
+        if node.op_type == "Reshape":
+            found = self._reshape(g, node, cin)
+            if isinstance(found, str):
+                g.pin(x, node, found)
+            else:
+                g.maps[node.outputs[0]] = found
+            return
         axis = self._new_axis(node, cin)
         if isinstance(axis, str):
             g.pin(x, node, axis)
             return
         g.maps[node.outputs[0]] = ChannelMap(axis, cin.atoms, cin.zero)
+
+    def _reshape(self, g, node: ir.Node, cin: ChannelMap) -> ChannelMap | str:
+        """Where the channel axis goes: to an axis of its own; split into (blocks, block size), as attention
+        splits hidden units into heads (each block's channels are united: whole blocks go); or merged with
+        its neighbour (each channel repeated over the neighbour's positions)."""
+        src, dst = static_dims(node.inputs[0]), static_dims(node.outputs[0])
+        if src is None or dst is None or const_array(input_at(node, 1)) is None:
+            return "Reshape with unknown shapes"
+        c, n = cin.axis, len(cin)
+
+        def prod(dims) -> int:
+            return int(np.prod(dims)) if dims else 1
+
+        pre, post = prod(src[:c]), prod(src[c + 1:])
+        for j in range(len(dst)):
+            if prod(dst[:j]) == pre and dst[j] == n and prod(dst[j + 1:]) == post:
+                return ChannelMap(j, cin.atoms, cin.zero)
+        for j in range(len(dst) - 1):
+            if prod(dst[:j]) == pre and dst[j] * dst[j + 1] == n and prod(dst[j + 2:]) == post and dst[j] > 1:
+                blocks = cin.atoms.reshape(dst[j], dst[j + 1])
+                for row in blocks:
+                    g.unite(np.full(len(row), row[0]), row)
+                return ChannelMap(j, blocks[:, 0].copy(), cin.zero.reshape(dst[j], dst[j + 1]).all(axis=1))
+        for j in range(len(dst)):
+            if c + 1 < len(src) and prod(dst[:j]) == pre and dst[j] == n * src[c + 1] and prod(dst[j + 1:]) == prod(src[c + 2:]):
+                return ChannelMap(j, np.repeat(cin.atoms, src[c + 1]), np.repeat(cin.zero, src[c + 1]))
+            if c >= 1 and prod(dst[:j]) == prod(src[:c - 1]) and dst[j] == src[c - 1] * n and prod(dst[j + 1:]) == post:
+                return ChannelMap(j, np.tile(cin.atoms, src[c - 1]), np.tile(cin.zero, src[c - 1]))
+        return "Reshape mixes the channel axis with others"
 
     def _new_axis(self, node: ir.Node, cin: ChannelMap) -> int | str:
         op, rank, c = node.op_type, rank_of(node.inputs[0]), cin.axis
@@ -205,29 +241,17 @@ class ShapeOpHandler(Handler):
             if idx_rank is None:
                 return "rank unknown"
             return c if c < axis else c + idx_rank - 1
-        if op == "Reshape":
-            src, dst = static_dims(node.inputs[0]), static_dims(node.outputs[0])
-            shape = const_array(input_at(node, 1))
-            if src is None or dst is None or shape is None:
-                return "Reshape with unknown shapes"
-            before = int(np.prod(src[:c]))
-            for j in range(len(dst)):
-                if int(np.prod(dst[:j])) == before and dst[j] == src[c] and int(np.prod(dst[j + 1:])) == int(np.prod(src[c + 1:])):
-                    return j
-            return "Reshape merges or splits the channel axis"
         return f"no rule for {op}"
 
     def materialise(self, edit, node):
         if node.op_type != "Reshape":
             return
-        keep = edit.kept(node.inputs[0])
+        keep = edit.kept(node.outputs[0])
         if keep is None:
             return
         shape = const_array(node.inputs[1]).copy()
-        j = edit.axis(node.outputs[0])
-        if shape[j] != 0 or j != edit.axis(node.inputs[0]):
-            shape[j] = len(keep)
-            edit.set_const(node, 1, shape)
+        shape[edit.axis(node.outputs[0])] = len(keep)  # explicit: a 0 (copy) or -1 there would give the old size
+        edit.set_const(node, 1, shape)
 
 
 class ConcatHandler(Handler):
