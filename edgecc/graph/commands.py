@@ -144,6 +144,7 @@ def prune(
     those whose weights are all zero. The zero-channel result must equal the original within 1e-5
     (VerificationError otherwise); a ratio result's difference from the original is reported."""
     from .equivalence import EXACT_TOLERANCE
+    from .passes import fold_shape_computations
     from .prune import build_dependency_graph, check_exclude, materialise, plan_pruning
 
     if ratio is not None and zero_channels:
@@ -155,6 +156,7 @@ def prune(
     excluded = check_exclude(prepared.model, exclude)
     original = copy_model(prepared.model)
     before = model_stats(original)
+    fold_shape_computations(prepared.model)
     graph = build_dependency_graph(prepared.model)
     plan = plan_pruning(graph, ratio=ratio, criterion=criterion, round_to=round_to, exclude=excluded, zero_channels=zero_channels)
     pruned = materialise(plan)
@@ -248,7 +250,7 @@ def apply_steps(prepared: PreparedModel, steps: GraphSteps) -> tuple[list[str], 
 
     from .io import infer_shapes
     from .lowrank import factorize_model
-    from .passes import optimize_model
+    from .passes import fold_shape_computations, optimize_model
     from .prune import build_dependency_graph, materialise, plan_pruning
 
     steps.check()
@@ -256,6 +258,7 @@ def apply_steps(prepared: PreparedModel, steps: GraphSteps) -> tuple[list[str], 
     before = model_stats(original)
     passes: list[str] = []
     if steps.prune is not None:
+        fold_shape_computations(prepared.model)
         plan = plan_pruning(build_dependency_graph(prepared.model), ratio=steps.prune)
         materialise(plan)
         passes.append(f"prune(ratio={steps.prune:g},criterion=l1,removed={plan.removed_channels})")

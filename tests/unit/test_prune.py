@@ -297,3 +297,32 @@ def test_cli_prune_dry_run_report_and_errors(tmp_path):
     assert r.exit_code == 2 and "nosuch" in r.stderr
     r = runner.invoke(app, ["prune", "zoo:tinycnn", "-o", str(tmp_path / "p.onnx")])
     assert r.exit_code == 2 and "--ratio" in r.stderr
+
+
+def test_shape_computations_of_exports_do_not_block_pruning(tmp_path):
+    """A legacy torch export computes view(N, -1) with Shape -> Gather -> Unsqueeze -> Concat -> Reshape and pads
+    with ConstantOfShape -> Concat -> Pad: with static shapes these fold to constants before pruning."""
+    i64 = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    nodes = [
+        oh.make_node("Conv", ["x", "w1"], ["c1"]),
+        oh.make_node("Relu", ["c1"], ["r1"]),
+        oh.make_node("ConstantOfShape", ["four"], ["zeros"], value=numpy_helper.from_array(np.array([0], np.int64))),
+        oh.make_node("Concat", ["zeros", "hw"], ["pads"], axis=0),
+        oh.make_node("Pad", ["r1", "pads"], ["p1"]),
+        oh.make_node("Conv", ["p1", "w2"], ["c2"]),
+        oh.make_node("GlobalAveragePool", ["c2"], ["g"]),
+        oh.make_node("Shape", ["g"], ["s"]),
+        oh.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+        oh.make_node("Unsqueeze", ["n", "axes0"], ["n1"]),
+        oh.make_node("Concat", ["n1", "minus1"], ["shape"], axis=0),
+        oh.make_node("Reshape", ["g", "shape"], ["flat"]),
+        oh.make_node("Gemm", ["flat", "wf"], ["y"], transB=1),
+    ]
+    inits = [_w("w1", 8, 3, 1, 1), i64("four", [4]), i64("hw", [0, 0, 1, 1]), _w("w2", 8, 8, 3, 3), i64("zero", 0),
+             i64("axes0", [0]), i64("minus1", [-1]), _w("wf", 5, 8)]
+    proto = make_model(nodes, [_vi("x", [1, 3, 6, 6])], [_vi("y", [1, 5])], inits)
+    path = _prepared(proto, tmp_path)
+    outcome = commands.prune(str(path), tmp_path / "p.onnx", ratio=0.5)
+    assert [g.kept for g in outcome.plan.groups if not g.frozen] == [4, 4]
+    assert outcome.plan.barriers[0].op_type == "output" and len(outcome.plan.barriers) == 1
+    onnx.checker.check_model(str(tmp_path / "p.onnx"), full_check=True)

@@ -62,3 +62,16 @@ def optimize_model(
         model=model, nodes_before=before, nodes_after=count_nodes(model), records=records,
         fired=dict(fusion.counts), declined=sorted(fusion.declined.values(), key=lambda d: (d.rule, d.node)),
     )
+
+
+def fold_shape_computations(model: ir.Model) -> list[PassRecord]:
+    """Cleanup and constant folding only (no onnxsim, no fusion), in place.
+
+    With static input shapes this turns the Shape -> Gather -> Concat chains of exported models into
+    constants, so that pruning sees constant Reshape shapes and Pad amounts; BatchNormalization stays
+    unfused, so its gammas can still rank channels.
+    """
+    manager = ReportingPassManager([*cleanup_passes(), constant_folding_pass(), *cleanup_passes()], steps=2)
+    manager(model)
+    infer_shapes(model)
+    return manager.records

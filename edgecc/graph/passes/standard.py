@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes import common as common_passes
 from onnxscript.optimizer._constant_folding import FoldConstantsPass
@@ -26,9 +27,24 @@ def cleanup_passes() -> list[ir.passes.PassBase]:
     ]
 
 
+# onnxscript leaves ConstantOfShape unfolded (it may be large); a small one, as in the pad computations of
+# torch exports (ConstantOfShape -> Concat -> Slice -> Reshape -> Pad), is folded so that the chain becomes a constant.
+SMALL_CONSTANT_OF_SHAPE = 1024
+
+
+def _fold_small_constant_of_shape(node: ir.Node) -> bool | None:
+    if node.op_type != "ConstantOfShape" or node.domain not in ("", "ai.onnx"):
+        return None
+    shape = node.outputs[0].shape
+    if shape is None or not all(isinstance(d, int) for d in shape):
+        return None
+    return int(np.prod(list(shape))) <= SMALL_CONSTANT_OF_SHAPE or None
+
+
 def constant_folding_pass() -> ir.passes.PassBase:
     """onnxscript's constant folding (with per-node shape inference), as one pass."""
-    return FoldConstantsPass(shape_inference=True, input_size_limit=8192, output_size_limit=512 * 1024)
+    return FoldConstantsPass(shape_inference=True, input_size_limit=8192, output_size_limit=512 * 1024,
+                             should_fold=_fold_small_constant_of_shape)
 
 
 class OnnxSimPass(ir.passes.FunctionalPass):
