@@ -54,8 +54,12 @@ def optimize(
     if explain:
         if not r.declined:
             _print("  no rule matched and declined")
+        same: dict[tuple[str, str], list[str]] = {}
         for d in r.declined:
-            _print(f"  declined {d.rule} at {d.node} ({d.op_type}): {d.reason}")
+            same.setdefault((d.rule, d.reason), []).append(d.node)
+        for (rule, reason), nodes in sorted(same.items()):
+            where = ", ".join(nodes[:3]) + (f" and {len(nodes) - 3} more" if len(nodes) > 3 else "")
+            _print(f"  declined {rule} at {where}: {reason}")
 
 
 def _print_plan(outcome) -> None:
