@@ -10,6 +10,34 @@ from ..depgraph import ChannelMap
 from ._common import Handler, input_at, new_output, norms, rank_of, static_dims
 
 
+def _consume(g, node: ir.Node, x: ir.Value, axis: int, what: str) -> None:
+    """The layer reads ``x``'s channels on ``axis`` (summing over them): they are needed where not all zero."""
+    cin = g.maps.get(x)
+    if cin is None:
+        return
+    if cin.axis != axis:
+        g.pin(x, node, f"channels not on {what}")
+    else:
+        g.consume(cin)
+
+
+def _slice_layer(edit, node: ir.Node, in_axis: int, out_axis: int) -> None:
+    """Cut the weight (input 1) along ``in_axis`` to the input's kept channels and along ``out_axis`` to the
+    output's, and a per-output bias (input 2, last axis) with it."""
+    w = const_array(node.inputs[1])
+    keep_in, keep_out = edit.kept(node.inputs[0]), edit.kept(node.outputs[0])
+    if keep_in is not None:
+        w = np.take(w, keep_in, axis=in_axis)
+    if keep_out is not None:
+        w = np.take(w, keep_out, axis=out_axis)
+        c = const_array(input_at(node, 2))
+        if c is not None and c.size > 1:
+            edit.set_const(node, 2, c[..., keep_out])
+    if keep_in is not None or keep_out is not None:
+        edit.set_const(node, 1, w)
+
+
+
 class ConvHandler(Handler):
     """Conv: group 1 consumes its input channels (weight axis 1) and makes new ones (axis 0); depthwise
     (group = C_in = C_out) passes channels through; other groupings are barriers."""
@@ -48,11 +76,7 @@ class ConvHandler(Handler):
             g.add_importance("l2", cin.atoms, l2)
             g.maps[out] = ChannelMap(1, cin.atoms, (cin.zero | wz) & bz)
             return
-        if cin is not None:
-            if cin.axis != 1:
-                g.pin(x, node, "channels not on axis 1")
-            else:
-                g.consume(cin)
+        _consume(g, node, x, 1, "axis 1")
         new_output(g, node, out, w, 0, b, 1)
 
     def materialise(self, edit, node):
@@ -66,15 +90,7 @@ class ConvHandler(Handler):
                     edit.set_const(node, 2, const_array(node.inputs[2])[keep_out])
                 node.attributes["group"] = ir.AttrInt64("group", len(keep_out))
             return
-        keep_in = edit.kept(node.inputs[0])
-        if keep_in is not None:
-            w = w[:, keep_in]
-        if keep_out is not None:
-            w = w[keep_out]
-            if input_at(node, 2) is not None:
-                edit.set_const(node, 2, const_array(node.inputs[2])[keep_out])
-        if keep_in is not None or keep_out is not None:
-            edit.set_const(node, 1, w)
+        _slice_layer(edit, node, 1, 0)
 
 
 class ConvTransposeHandler(Handler):
@@ -87,25 +103,11 @@ class ConvTransposeHandler(Handler):
         if w is None or (b_v is not None and b is None) or node.attributes.get_int("group", 1) != 1:
             g.pin(x, node, "ConvTranspose with group > 1 or non-constant weights")
             return
-        cin = g.maps.get(x)
-        if cin is not None:
-            if cin.axis != 1:
-                g.pin(x, node, "channels not on axis 1")
-            else:
-                g.consume(cin)
+        _consume(g, node, x, 1, "axis 1")
         new_output(g, node, out, w, 1, b, 1)
 
     def materialise(self, edit, node):
-        w = const_array(node.inputs[1])
-        keep_in, keep_out = edit.kept(node.inputs[0]), edit.kept(node.outputs[0])
-        if keep_in is not None:
-            w = w[keep_in]
-        if keep_out is not None:
-            w = w[:, keep_out]
-            if input_at(node, 2) is not None:
-                edit.set_const(node, 2, const_array(node.inputs[2])[keep_out])
-        if keep_in is not None or keep_out is not None:
-            edit.set_const(node, 1, w)
+        _slice_layer(edit, node, 0, 1)
 
 
 class GemmHandler(Handler):
@@ -119,12 +121,7 @@ class GemmHandler(Handler):
             g.pin(b_v, node, "Gemm input B")
             return
         trans_b = node.attributes.get_int("transB", 0)
-        cin = g.maps.get(a)
-        if cin is not None:
-            if cin.axis != 1:
-                g.pin(a, node, "channels not on axis 1")
-            else:
-                g.consume(cin)
+        _consume(g, node, a, 1, "axis 1")
         n = b.shape[0 if trans_b else 1]
         bias = None
         if c is not None:
@@ -138,19 +135,8 @@ class GemmHandler(Handler):
         new_output(g, node, out, scaled, 1, bias, 1)
 
     def materialise(self, edit, node):
-        b = const_array(node.inputs[1])
-        trans_b = node.attributes.get_int("transB", 0)
-        keep_in, keep_out = edit.kept(node.inputs[0]), edit.kept(node.outputs[0])
-        k_axis, n_axis = (1, 0) if trans_b else (0, 1)
-        if keep_in is not None:
-            b = np.take(b, keep_in, axis=k_axis)
-        if keep_out is not None:
-            b = np.take(b, keep_out, axis=n_axis)
-            c = const_array(input_at(node, 2))
-            if c is not None and c.size > 1:
-                edit.set_const(node, 2, c.reshape(c.shape)[..., keep_out])
-        if keep_in is not None or keep_out is not None:
-            edit.set_const(node, 1, b)
+        k_axis, n_axis = (1, 0) if node.attributes.get_int("transB", 0) else (0, 1)
+        _slice_layer(edit, node, k_axis, n_axis)
 
 
 class MatMulHandler(Handler):
@@ -169,12 +155,7 @@ class MatMulHandler(Handler):
             g.pin(a, node, "MatMul of two activations (or a weight that is not 2-D)")
             g.pin(b_v, node, "MatMul of two activations (or a weight that is not 2-D)")
             return
-        cin = g.maps.get(a)
-        if cin is not None:
-            if cin.axis != rank - 1:
-                g.pin(a, node, "channels not on the contracted (last) axis")
-            else:
-                g.consume(cin)
+        _consume(g, node, a, rank - 1, "the contracted (last) axis")
         new_output(g, node, out, b, 1, None, rank - 1)
 
     def _batched(self, g, node) -> None:
@@ -202,15 +183,8 @@ class MatMulHandler(Handler):
 
     def materialise(self, edit, node):
         b = const_array(node.inputs[1])
-        if b is None:  # two activations: nothing of its own to cut
-            return
-        keep_in, keep_out = edit.kept(node.inputs[0]), edit.kept(node.outputs[0])
-        if keep_in is not None:
-            b = b[keep_in]
-        if keep_out is not None:
-            b = b[:, keep_out]
-        if keep_in is not None or keep_out is not None:
-            edit.set_const(node, 1, b)
+        if b is not None:  # two activations have nothing of their own to cut
+            _slice_layer(edit, node, 0, 1)
 
 
 class NormHandler(Handler):
