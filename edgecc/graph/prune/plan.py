@@ -24,6 +24,10 @@ def build_dependency_graph(model: ir.Model) -> DependencyGraph:
             why = "has a subgraph" if has_subgraph else f"no pruning handler for {node.domain + '::' if node.domain else ''}{node.op_type}"
             for v in node.inputs:
                 g.pin(v, node, why)
+            if has_subgraph:  # a subgraph may read outer tensors without listing them as inputs
+                for inner in _subgraph_nodes(node):
+                    for v in inner.inputs:
+                        g.pin(v, node, "read inside a subgraph")
             continue
         handler.propagate(g, node)
     for v in model.graph.outputs:
@@ -33,6 +37,13 @@ def build_dependency_graph(model: ir.Model) -> DependencyGraph:
         if len(arr) < n:
             g.importance[k] = np.concatenate([arr, np.zeros(n - len(arr))])
     return g
+
+
+def _subgraph_nodes(node: ir.Node):
+    for attr in node.attributes.values():
+        graphs = [attr.value] if attr.type == ir.AttributeType.GRAPH else list(attr.value) if attr.type == ir.AttributeType.GRAPHS else []
+        for graph in graphs:
+            yield from graph.all_nodes()
 
 
 @dataclass
