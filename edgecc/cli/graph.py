@@ -86,7 +86,7 @@ def prune(
     model: ModelArg,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help=".onnx file to write (not with --dry-run)")] = None,
     ratio: Annotated[Optional[float], typer.Option("--ratio", help="fraction of each channel group to remove, 0 < R < 1")] = None,
-    zero_channels: Annotated[bool, typer.Option("--zero-channels", help="remove exactly the channels whose weights are all zero")] = False,
+    zero_channels: Annotated[bool, typer.Option("--zero-channels", help="remove exactly the channels that are all zero where they are read (or never read)")] = False,
     criterion: Annotated[str, typer.Option("--criterion", help="channel importance: l1, l2 or bn-gamma")] = "l1",
     round_to: Annotated[int, typer.Option("--round-to", help="kept channels per group are a multiple of this")] = 1,
     exclude: Annotated[Optional[str], typer.Option("--exclude", help="comma-separated node names whose output channels stay")] = None,

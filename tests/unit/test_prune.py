@@ -38,7 +38,8 @@ def _vi(name, shape):
 
 
 def concat_split_net(act: str = "Tanh"):
-    """Two convs concatenated along channels, a Split of the result, a ConvTranspose, Resize, Pad and pools."""
+    """Two convs concatenated along channels, a Split of the result, a Slice of channels 1.., a ConvTranspose,
+    Resize, Pad and pools."""
     nodes = [
         oh.make_node("Conv", ["x", "wa", "ba"], ["a"], pads=[1, 1, 1, 1]),
         oh.make_node("Relu", ["a"], ["ar"]),
@@ -48,20 +49,25 @@ def concat_split_net(act: str = "Tanh"):
         oh.make_node("Split", ["cat", "split"], ["s0", "s1"], axis=1),
         oh.make_node("MaxPool", ["s0"], ["p0"], kernel_shape=[2, 2], strides=[2, 2]),
         oh.make_node("ConvTranspose", ["p0", "wt", "bt"], ["up"], strides=[2, 2], kernel_shape=[2, 2]),
-        oh.make_node("Resize", ["s1", "", "scales"], ["r1"], mode="nearest"),
+        oh.make_node("Slice", ["s1", "sl_start", "sl_end", "sl_axes"], ["s1s"]),
+        oh.make_node("Resize", ["s1s", "", "scales"], ["r1"], mode="nearest"),
         oh.make_node("AveragePool", ["r1"], ["q1"], kernel_shape=[2, 2], strides=[2, 2]),
         oh.make_node("Pad", ["q1", "pads"], ["q1p"]),
         oh.make_node("Conv", ["q1p", "wq"], ["q2"]),
         oh.make_node("Add", ["up", "q2"], ["sum"]),
         oh.make_node("Conv", ["sum", "wc", "bc"], ["y"]),
     ]
+    for node in nodes:
+        node.name = node.output[0]
     inits = [
         _w("wa", 6, 3, 3, 3), _w("ba", 6), _w("wb", 4, 3, 3, 3),
         numpy_helper.from_array(np.array([5, 5], np.int64), "split"),
         _w("wt", 5, 8, 2, 2), _w("bt", 8),
         numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
         numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
-        _w("wq", 8, 5, 3, 3), _w("wc", 3, 8, 1, 1), _w("bc", 3),
+        _w("wq", 8, 4, 3, 3), _w("wc", 3, 8, 1, 1), _w("bc", 3),
+        numpy_helper.from_array(np.array([1], np.int64), "sl_start"), numpy_helper.from_array(np.array([2**62], np.int64), "sl_end"),
+        numpy_helper.from_array(np.array([1], np.int64), "sl_axes"),
     ]
     return make_model(nodes, [_vi("x", [1, 3, 8, 8])], [_vi("y", [1, 3, 8, 8])], inits, opset=17)
 
@@ -164,7 +170,8 @@ def test_zero_channel_elimination_through_concat_split_convtranspose_resize(tmp_
 
     infer_shapes(model)
     zeroed, outcome = _zero_prune_case(model, tmp_path, 0.5)
-    assert zeroed > 0 and outcome.plan.removed_channels == zeroed
+    # one more: conv a's channel 5 goes only into the channels the Slice drops, so nothing reads it
+    assert zeroed > 0 and outcome.plan.removed_channels == zeroed + 1
     assert outcome.equivalence.ok
 
 
@@ -180,7 +187,9 @@ def test_sigmoid_of_a_zero_channel_is_not_zero(tmp_path):
     wb.const_value = ir.tensor(w, name="wb")
     path = save_model(model, tmp_path / "m.onnx")
     outcome = commands.prune(str(path), tmp_path / "p.onnx", zero_channels=True)
-    assert outcome.plan.removed_channels == 0
+    by_layer = {g.layers[0]: g for g in outcome.plan.groups}
+    assert by_layer["b"].kept == 4  # zeroed, but Sigmoid makes it 0.5
+    assert by_layer["a"].kept == 5 and outcome.plan.removed_channels == 1  # a's channel 5: only the Slice reads it
 
 
 @pytest.mark.parametrize("name,ratio", [("resnet18", 0.5), ("mobilenetv2", 0.3), ("bert-tiny", 0.5)])
@@ -338,3 +347,18 @@ def test_tensor_read_inside_a_subgraph_is_pinned():
     )
     plan = plan_pruning(build_dependency_graph(ir.serde.deserialize_model(proto)), ratio=0.5)
     assert plan.removed_channels == 0 and plan.groups[0].frozen.endswith(": read inside a subgraph")
+
+
+def test_a_split_output_is_never_emptied():
+    """At 0.99 every group keeps one channel; each Split output must still keep one of its own."""
+    model = ir.serde.deserialize_model(concat_split_net())
+    from edgecc.graph.io import infer_shapes
+
+    infer_shapes(model)
+    g = build_dependency_graph(model)
+    plan = plan_pruning(g, ratio=0.99)
+    pruned = materialise(plan)
+    split = next(n for n in pruned.graph if n.op_type == "Split")
+    assert all(o.shape[1] >= 1 for o in split.outputs)
+    sl = next(n for n in pruned.graph if n.op_type == "Slice")
+    assert sl.outputs[0].shape[1] >= 1

@@ -118,6 +118,19 @@ def _components(g: DependencyGraph) -> tuple[dict[int, list[int]], dict[int, lis
     return groups, comps
 
 
+def _keep_every_tensor_nonempty(g: DependencyGraph, keep_root: np.ndarray, scores: np.ndarray | None) -> bool:
+    """A tensor that carries only part of a group (a Split or Slice output, one input of a Concat) must keep a
+    channel: where the plan emptied one, its most important channel is kept after all. True if any was."""
+    changed = False
+    for m in g.maps.values():
+        roots = [g.find(a) for a in m.atoms.tolist()]
+        if roots and not any(keep_root[r] for r in roots):
+            best = max(zip(m.atoms.tolist(), roots), key=lambda ar: scores[ar[0]] if scores is not None else 0.0)
+            keep_root[best[1]] = True
+            changed = True
+    return changed
+
+
 def check_exclude(model: ir.Model, exclude: list[str] | None) -> set[str]:
     names = {n.name for n in model.graph if n.name}
     unknown = [e for e in exclude or [] if e not in names]
@@ -140,7 +153,8 @@ def plan_pruning(
 ) -> PruningPlan:
     """Decide the kept channels: with ``ratio``, the least important ``ratio`` of each group's channels go
     (rounded so the kept count is a multiple of ``round_to``; at least one stays); with ``zero_channels``,
-    exactly the channels that are all zero wherever they are consumed go."""
+    exactly the channels that are all zero wherever they are consumed go (which includes channels nothing
+    consumes, e.g. those a Slice drops)."""
     if zero_channels == (ratio is not None):
         raise BadInputError("give either a ratio or zero-channel elimination")
     if ratio is not None and not 0.0 < ratio < 1.0:
@@ -153,6 +167,7 @@ def plan_pruning(
     groups_map, comps = _components(g)
     keep_root = np.ones(len(g.parent), bool)
     groups: list[ChannelGroup] = []
+    group_roots: list[list[int]] = []
     notes: list[str] = []
     for gid, roots in sorted(groups_map.items()):
         sources = sorted({g.atom_source[a] for r in roots for a in comps[r]})
@@ -170,6 +185,7 @@ def plan_pruning(
             frozen = "excluded by --exclude"
         group = ChannelGroup(len(groups), layers, n, n, frozen)
         groups.append(group)
+        group_roots.append(roots)
         if frozen:
             continue
         if zero_channels:
@@ -194,6 +210,9 @@ def plan_pruning(
         order = np.argsort(-per_comp, kind="stable")
         for i in order[keep:]:
             keep_root[roots[i]] = False
+    if _keep_every_tensor_nonempty(g, keep_root, g.importance.get(criterion if criterion in g.importance else "l1")):
+        for group, roots in zip(groups, group_roots):
+            group.kept = sum(1 for r in roots if keep_root[r])
     if criterion == "bn-gamma" and any(gr.criterion == "l1" for gr in groups):
         notes.append("groups without a BatchNormalization were ranked by l1")
     return PruningPlan(g, groups, keep_root, "zero-channels" if zero_channels else "ratio", ratio, criterion if ratio else None,

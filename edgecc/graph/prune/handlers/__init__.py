@@ -13,7 +13,7 @@ from __future__ import annotations
 from ._common import Handler
 from .elementwise import UNARY, BinaryHandler, UnaryHandler
 from .layers import ConvHandler, ConvTransposeHandler, GemmHandler, MatMulHandler, NormHandler
-from .structural import AxisOpHandler, ConcatHandler, PassThroughHandler, ReduceHandler, ShapeOpHandler, SplitHandler
+from .structural import AxisOpHandler, ConcatHandler, PassThroughHandler, ReduceHandler, ShapeOpHandler, SliceHandler, SplitHandler
 
 _PASS = PassThroughHandler()
 _UNARY = UnaryHandler()
@@ -31,7 +31,8 @@ HANDLERS: dict[str, Handler] = {
     **{op: _UNARY for op in UNARY},
     **{op: _BINARY for op in ("Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Sum", "Mean")},
     **{op: _PASS for op in ("MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool",
-                            "Pad", "Resize", "Upsample", "Slice")},
+                            "Pad", "Resize", "Upsample")},
+    "Slice": SliceHandler(),
     **{op: ReduceHandler() for op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
                                       "ReduceL2", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin")},
     **{op: _AXIS for op in ("Softmax", "LogSoftmax", "Hardmax", "LayerNormalization", "Flatten")},

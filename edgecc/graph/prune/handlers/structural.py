@@ -13,7 +13,7 @@ from ._common import Handler, input_at, rank_of, static_dims
 
 class PassThroughHandler(Handler):
     """Ops that keep every channel where it is: pooling, Pad (no padding of channels), Resize (scale 1 on
-    channels; a constant ``sizes`` is updated), Slice and reductions over other axes."""
+    channels; a constant ``sizes`` is updated)."""
 
     def propagate(self, g, node):
         x = node.inputs[0]
@@ -52,18 +52,6 @@ class PassThroughHandler(Handler):
                 return "Resize scales the channel axis"
             if (scales is None or not scales.size) and sizes is None:
                 return "Resize with non-constant scales/sizes"
-        if op == "Slice":
-            starts, ends = const_array(input_at(node, 1)), const_array(input_at(node, 2))
-            axes, steps = const_array(input_at(node, 3)), const_array(input_at(node, 4))
-            rank = rank_of(node.inputs[0])
-            if starts is None or ends is None or rank is None or (input_at(node, 3) is not None and axes is None):
-                return "Slice with non-constant bounds"
-            ax = list(range(len(starts))) if axes is None else [int(a) % rank for a in axes]
-            if cin.axis in ax:
-                i = ax.index(cin.axis)
-                step = 1 if steps is None else int(steps[i])
-                if not (int(starts[i]) == 0 and step == 1 and int(ends[i]) >= len(cin)):
-                    return "Slice cuts the channel axis"
         if op.startswith("Reduce") or op in ("ArgMax", "ArgMin"):
             return "reduction (handled by ReduceHandler)"
         return None
@@ -77,6 +65,58 @@ class PassThroughHandler(Handler):
             sizes = sizes.copy()
             sizes[edit.axis(node.inputs[0])] = len(keep)
             edit.set_const(node, 3, sizes)
+
+
+class SliceHandler(Handler):
+    """Slice with constant bounds. Channels pass through when their axis is not sliced; a step-1 slice of the
+    channel axis keeps that run of channels, and its bounds are recomputed after pruning (removal keeps the
+    order, so the kept channels of a run are again a run)."""
+
+    def _channel_slice(self, node: ir.Node, cin: ChannelMap) -> tuple[int, int, int] | None | str:
+        """(index into starts/ends, start, end) when the channel axis is sliced, None when it is not, or why not."""
+        starts, ends = const_array(input_at(node, 1)), const_array(input_at(node, 2))
+        axes, steps = const_array(input_at(node, 3)), const_array(input_at(node, 4))
+        rank = rank_of(node.inputs[0])
+        if starts is None or ends is None or rank is None or (input_at(node, 3) is not None and axes is None) or (
+            input_at(node, 4) is not None and steps is None
+        ):
+            return "Slice with non-constant bounds"
+        ax = list(range(len(starts))) if axes is None else [int(a) % rank for a in axes]
+        if cin.axis not in ax:
+            return None
+        i = ax.index(cin.axis)
+        if steps is not None and int(steps[i]) != 1:
+            return "Slice with a step on the channel axis"
+        picked = range(len(cin))[int(starts[i]):int(ends[i])]  # ONNX clamps bounds as Python slicing does
+        return i, picked.start, picked.stop
+
+    def propagate(self, g, node):
+        x = node.inputs[0]
+        cin = g.maps.get(x)
+        if cin is None:
+            return
+        found = self._channel_slice(node, cin)
+        if isinstance(found, str):
+            g.pin(x, node, found)
+            return
+        if found is None:
+            g.maps[node.outputs[0]] = cin
+            return
+        _, start, stop = found
+        g.maps[node.outputs[0]] = ChannelMap(cin.axis, cin.atoms[start:stop], cin.zero[start:stop])
+
+    def materialise(self, edit, node):
+        keep = edit.kept(node.inputs[0])
+        found = self._channel_slice(node, edit.g.maps[node.inputs[0]]) if keep is not None else None
+        if found is None or isinstance(found, str):
+            return
+        i, start, stop = found
+        new_start = int(np.sum(keep < start))
+        new_stop = new_start + int(np.sum((keep >= start) & (keep < stop)))
+        starts, ends = const_array(node.inputs[1]).copy(), const_array(node.inputs[2]).copy()
+        starts[i], ends[i] = new_start, new_stop
+        edit.set_const(node, 1, starts)
+        edit.set_const(node, 2, ends)
 
 
 class ReduceHandler(Handler):
