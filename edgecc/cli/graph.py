@@ -45,8 +45,9 @@ def optimize(
     for rec in r.records:
         if rec.modified:
             _print(f"  {rec.name:<36} {rec.nodes_before:>6} -> {rec.nodes_after:<6} {rec.time_ms:8.1f} ms")
-        elif rec.details.get("skipped"):
-            _print(f"  {rec.name:<36} skipped: {rec.details['skipped']}")
+        elif rec.details.get("skipped") or rec.details.get("failed"):
+            what = "skipped" if rec.details.get("skipped") else "failed and was undone"
+            _print(f"  {rec.name:<36} {what}: {rec.details.get('skipped') or rec.details.get('failed')}")
     if r.fired:
         _print("  rules fired: " + ", ".join(f"{k} x{v}" for k, v in sorted(r.fired.items())))
     for eq in outcome.equivalence:

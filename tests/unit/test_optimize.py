@@ -92,3 +92,31 @@ def test_cli_optimize_bad_input(tmp_path):
     assert code == 2 and "is the input model" in stderr and src.read_bytes() == before
     code, _, stderr = run("optimize", "zoo:tinycnn", "-o", tmp_path / "y.onnx", "--backend", "nosuch")
     assert code == 2 and "unknown backend 'nosuch'" in stderr
+
+
+def test_a_failing_pass_is_undone_and_reported():
+    from edgecc.graph.passes import ReportingPassManager
+
+    class Breaks(ir.passes.InPlacePass):
+        def call(self, model):
+            model.graph.remove(next(iter(model.graph)), safe=False)  # half-done work, then a failure
+            raise RuntimeError("tripped over this graph")
+
+    model = prepare_model("zoo:tinycnn").model
+    before = count_nodes(model)
+    manager = ReportingPassManager([Breaks()], contain_failures=True)
+    out = manager(model).model
+    assert count_nodes(out) == before
+    assert manager.records[0].details == {"failed": "RuntimeError: tripped over this graph"}
+    eq = check_equivalent(prepare_model("zoo:tinycnn").model, out)
+    assert eq.ok
+    with pytest.raises(Exception):
+        ReportingPassManager([Breaks()])(prepare_model("zoo:tinycnn").model)
+
+
+def test_unknown_dims_of_the_original_may_become_known():
+    a = prepare_model("zoo:tinycnn").model
+    b = copy_model(a)
+    a.graph.outputs[0].shape = ir.Shape(["N", 10])
+    assert interface_changes(a, b) == []
+    assert interface_changes(b, a) == ["output 'logits' shape changed: [1, 10] -> [-1, 10]"]

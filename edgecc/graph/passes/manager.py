@@ -38,11 +38,17 @@ class ReportingPassManager:
 
     Each pass must be an ``onnx_ir.passes.PassBase``; a functional pass's returned model replaces the
     current one. Passes may expose ``last_details`` (a dict) that is copied into their record.
+
+    With ``contain_failures``, a pass that raises is undone (the model is cloned before each pass; tensors
+    are shared, so this costs O(nodes)) and its record says ``failed`` with the error: one library pass
+    tripping over an unusual graph (e.g. onnx_ir's identity elimination on If branches that return outer
+    values) does not stop the others, and the caller still verifies the result end to end.
     """
 
-    def __init__(self, passes: Sequence[ir.passes.PassBase], steps: int = 1) -> None:
+    def __init__(self, passes: Sequence[ir.passes.PassBase], steps: int = 1, *, contain_failures: bool = False) -> None:
         self.passes = list(passes)
         self.steps = steps
+        self.contain_failures = contain_failures
         self.records: list[PassRecord] = []
 
     def __call__(self, model: ir.Model) -> ir.passes.PassResult:
@@ -51,8 +57,21 @@ class ReportingPassManager:
             step_modified = False
             for p in self.passes:
                 before = count_nodes(model)
+                backup = model.clone() if self.contain_failures else None
                 t0 = time.perf_counter()
-                result = p(model)
+                try:
+                    result = p(model)
+                except Exception as e:  # contained: undone, recorded, reported by the caller
+                    if backup is None:
+                        raise
+                    model = backup
+                    cause = e.__cause__ or e
+                    first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+                    self.records.append(PassRecord(
+                        name=pass_name(p), time_ms=round((time.perf_counter() - t0) * 1000.0, 3), nodes_before=before,
+                        nodes_after=before, modified=False, details={"failed": f"{type(cause).__name__}: {first}"},
+                    ))
+                    continue
                 elapsed = (time.perf_counter() - t0) * 1000.0
                 model = result.model
                 after = count_nodes(model)

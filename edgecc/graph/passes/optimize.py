@@ -50,10 +50,16 @@ def optimize_model(
 
     before = count_nodes(model)
     fusion = FusionPass(rules_for(backend), name="fusion", explain=explain)
-    first = ReportingPassManager([*cleanup_passes(), constant_folding_pass(), *([OnnxSimPass()] if use_onnxsim else [])])
+    # Cleanup again after folding: the folder writes Constant nodes (some with value_ints, which onnxsim's
+    # checker refuses below opset 12); lifted to initializers they are plain data.
+    first = ReportingPassManager(
+        [*cleanup_passes(), constant_folding_pass(), *cleanup_passes(), *([OnnxSimPass()] if use_onnxsim else [])],
+        contain_failures=True,
+    )
     model = first(model).model
     infer_shapes(model)
-    rounds = ReportingPassManager([fusion, constant_folding_pass(), *cleanup_passes()], steps=FUSION_ROUNDS)
+    rounds = ReportingPassManager([fusion, constant_folding_pass(), *cleanup_passes()], steps=FUSION_ROUNDS,
+                                  contain_failures=True)
     model = rounds(model).model
     _fix_ir_version(model)
     infer_shapes(model)
@@ -71,7 +77,8 @@ def fold_shape_computations(model: ir.Model) -> list[PassRecord]:
     constants, so that pruning sees constant Reshape shapes and Pad amounts; BatchNormalization stays
     unfused, so its gammas can still rank channels.
     """
-    manager = ReportingPassManager([*cleanup_passes(), constant_folding_pass(), *cleanup_passes()], steps=2)
+    manager = ReportingPassManager([*cleanup_passes(), constant_folding_pass(), *cleanup_passes()], steps=2,
+                                   contain_failures=True)
     manager(model)
     infer_shapes(model)
     return manager.records

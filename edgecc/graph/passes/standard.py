@@ -52,6 +52,7 @@ class OnnxSimPass(ir.passes.FunctionalPass):
 
     onnxsim works on protobuf, so the model is serialised and read back. Models whose weights pass the
     protobuf limit are left alone; that, or onnxsim refusing the model, is recorded in ``last_details``.
+    A functional pass must return a new model object: unchanged, that is a clone (tensors are shared).
     """
 
     name = "onnxsim"
@@ -64,7 +65,7 @@ class OnnxSimPass(ir.passes.FunctionalPass):
         self.last_details = {}
         if model_bytes(model) > EXTERNAL_DATA_THRESHOLD:
             self.last_details = {"skipped": "weights larger than 1 GiB (onnxsim works on a single protobuf)"}
-            return ir.passes.PassResult(model, False)
+            return ir.passes.PassResult(model.clone(), False)
         import onnxsim
 
         proto = ir.serde.serialize_model(model)
@@ -73,10 +74,10 @@ class OnnxSimPass(ir.passes.FunctionalPass):
             simplified, ok = onnxsim.simplify(proto, check_n=0)
         except Exception as e:  # onnxsim raises bare exceptions for ops it cannot run; the report says so
             self.last_details = {"skipped": f"onnxsim failed: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"}
-            return ir.passes.PassResult(model, False)
+            return ir.passes.PassResult(model.clone(), False)
         if not ok:
             self.last_details = {"skipped": "onnxsim's own check failed; its result was discarded"}
-            return ir.passes.PassResult(model, False)
+            return ir.passes.PassResult(model.clone(), False)
         if simplified.SerializeToString() == before:
-            return ir.passes.PassResult(model, False)
+            return ir.passes.PassResult(model.clone(), False)
         return ir.passes.PassResult(ir.serde.deserialize_model(simplified), True)
