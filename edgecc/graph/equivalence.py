@@ -77,7 +77,8 @@ def _refines(old: ir.Value, new: ir.Value) -> bool:
         return True
     if new.shape is None or len(new.shape) != len(old.shape):
         return False
-    return all(not isinstance(a, int) or a == b for a, b in zip(old.shape, new.shape))
+    # some exporters (paddle2onnx) write an unknown dim as -1
+    return all(not isinstance(a, int) or a < 0 or a == b for a, b in zip(old.shape, new.shape))
 
 
 def interface_changes(before: ir.Model, after: ir.Model) -> list[str]:
