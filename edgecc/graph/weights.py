@@ -6,6 +6,15 @@ import numpy as np
 import onnx_ir as ir
 
 
+def unique_name(taken, base: str) -> str:
+    """``base``, or ``base_1``, ``base_2``... whichever ``taken`` (a container of names) does not hold yet."""
+    name, n = base, 0
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}"
+    return name
+
+
 class InitializerWriter:
     """Registers new initializers in ``graph`` under names no other initializer has."""
 
@@ -14,10 +23,7 @@ class InitializerWriter:
         self._taken = set(graph.initializers)
 
     def new(self, array: np.ndarray, base: str) -> ir.Value:
-        name, n = base, 0
-        while name in self._taken:
-            n += 1
-            name = f"{base}_{n}"
+        name = unique_name(self._taken, base)
         self._taken.add(name)
         tensor = ir.tensor(np.ascontiguousarray(array), name=name)
         value = ir.Value(name=name, shape=ir.Shape(array.shape), type=ir.TensorType(tensor.dtype), const_value=tensor)

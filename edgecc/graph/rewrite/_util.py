@@ -26,11 +26,9 @@ def is_private(value: ir.Value, allowed: set[ir.Node]) -> bool:
 def fresh_initializer(op, graph: ir.Graph | None, array: np.ndarray, base: str) -> ir.Value:
     """A new initializer through the rewrite builder ``op``, under a name no initializer of ``graph`` has
     (onnxscript replaces an initializer of the same name, which would break its other users)."""
-    taken = graph.initializers if graph is not None else {}
-    name, n = base, 0
-    while name in taken:
-        n += 1
-        name = f"{base}_{n}"
+    from ..weights import unique_name
+
+    name = unique_name(graph.initializers if graph is not None else {}, base)
     return op.initializer(ir.tensor(np.ascontiguousarray(array)), name=name)
 
 
