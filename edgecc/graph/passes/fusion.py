@@ -32,6 +32,8 @@ class FusionPass(ir.passes.InPlacePass):
     def __init__(self, rules: Sequence[RewriteRule], *, name: str = "fusion", explain: bool = False) -> None:
         super().__init__()
         self.rules = list(rules)
+        # one set per rule so that each rule's count is known; commuted forms of Add/Mul patterns included
+        self._sets = [RewriteRuleSet([r], commute=True) for r in self.rules]
         self.name = name
         self.explain = explain
         self.counts: dict[str, int] = {}
@@ -40,19 +42,19 @@ class FusionPass(ir.passes.InPlacePass):
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         fired: dict[str, int] = {}
-        for rule in self.rules:
-            rule_set = RewriteRuleSet([rule], commute=True)
+        for rule, rule_set in zip(self.rules, self._sets):
             n = rule_set.apply_to_model(model)
             if n:
                 fired[rule.name] = fired.get(rule.name, 0) + n
-                self.counts[rule.name] = self.counts.get(rule.name, 0) + n
+        for name, n in fired.items():  # counted once the whole call succeeded (a failed call is undone)
+            self.counts[name] = self.counts.get(name, 0) + n
         if self.explain:
             # With a tracer onnxscript only matches and changes nothing, so it runs on the model as the
             # rules left it; the last call sees the final model, so only its declines are kept.
             self.declined = {}
-            for rule in self.rules:
+            for rule_set in self._sets:
                 tracer = MatchingTracer()
-                RewriteRuleSet([rule], commute=True).apply_to_model(model, tracer=tracer)
+                rule_set.apply_to_model(model, tracer=tracer)
                 self._collect(tracer)
         self.last_details = {"fired": fired}
         return ir.passes.PassResult(model, bool(fired))

@@ -63,9 +63,8 @@ def optimize_model(
     model = rounds(model).model
     _fix_ir_version(model)
     infer_shapes(model)
-    records = [r for r in first.records + rounds.records]
     return OptimizeResult(
-        model=model, nodes_before=before, nodes_after=count_nodes(model), records=records,
+        model=model, nodes_before=before, nodes_after=count_nodes(model), records=first.records + rounds.records,
         fired=dict(fusion.counts), declined=sorted(fusion.declined.values(), key=lambda d: (d.rule, d.node)),
     )
 
