@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
+from ..errors import EdgeccError, ModelError, VerificationError
 from ..profiling.inputs import make_inputs
 from ..profiling.verify import OutputError, Tolerance, compare_outputs, reference_outputs
 from .io import TensorSpec, save_model
@@ -101,6 +102,15 @@ def interface_changes(before: ir.Model, after: ir.Model) -> list[str]:
     return changes
 
 
+def _run(model: ir.Model, feeds: dict[str, np.ndarray], what: str, error: type[EdgeccError]) -> dict[str, np.ndarray]:
+    """run_model, with onnxruntime refusing the model turned into one clear error about ``what``."""
+    try:
+        return run_model(model, feeds)
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types; the message is what matters
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise error(f"onnxruntime cannot run {what}: {first}") from None
+
+
 def run_model(model: ir.Model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """onnxruntime's outputs (CPU, basic optimisations) for ``feeds``."""
     with tempfile.TemporaryDirectory(prefix="edgecc-eq-") as tmp:
@@ -126,8 +136,8 @@ def check_equivalent(
         return result
     ins, _ = interface(before)
     feeds = feeds if feeds is not None else make_inputs(before, ins, seed)
-    ref = expected if expected is not None else run_model(before, feeds)
-    got = run_model(after, feeds)
+    ref = expected if expected is not None else _run(before, feeds, "the model as loaded (input shapes fixed, shapes inferred)", ModelError)
+    got = _run(after, feeds, "the rewritten model", VerificationError)
     for name, value in ref.items():
         if name in got and got[name].shape != value.shape:
             result.interface_changes.append(f"output '{name}' computed shape changed: {list(value.shape)} -> {list(got[name].shape)}")

@@ -148,3 +148,21 @@ def test_identity_returning_an_outer_value_from_a_branch_is_kept():
 
     out = run_model(model, {"x": np.array([-1.0, 2.0], np.float32), "flag": np.array(True)})
     assert out["y"].tolist() == [0.0, 2.0]
+
+
+def test_a_model_onnxruntime_cannot_run_is_one_clear_error(tmp_path):
+    import onnx.helper as oh
+    from onnx import TensorProto
+
+    from conftest import make_model
+
+    model = make_model(
+        [oh.make_node("FooBar", ["x"], ["y"], domain="com.acme")],
+        [oh.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [oh.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], domains=["com.acme"],
+    )
+    path = tmp_path / "custom.onnx"
+    onnx.save(model, str(path))
+    code, _, stderr = run("optimize", path, "-o", tmp_path / "o.onnx")
+    assert code == 2 and "onnxruntime cannot run the model as loaded" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "o.onnx").exists()
