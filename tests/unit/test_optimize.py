@@ -166,3 +166,18 @@ def test_a_model_onnxruntime_cannot_run_is_one_clear_error(tmp_path):
     code, _, stderr = run("optimize", path, "-o", tmp_path / "o.onnx")
     assert code == 2 and "onnxruntime cannot run the model as loaded" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "o.onnx").exists()
+
+
+def test_cli_optimize_verifies_on_given_inputs_too(tmp_path):
+    import numpy as np
+
+    inputs = tmp_path / "in.npz"
+    np.savez(inputs, input=np.full((1, 3, 32, 32), 0.5, np.float32))
+    report = tmp_path / "r.json"
+    code, _, stderr = run("optimize", "zoo:tinycnn", "-o", tmp_path / "o.onnx", "--inputs", inputs, "--report", report)
+    assert code == 0, stderr
+    checks = json.loads(report.read_text())["verification"]
+    assert len(checks) == 2 and all(c["ok"] for c in checks)
+    np.savez(inputs, input=np.zeros((1, 3, 8, 8), np.float32))
+    code, _, stderr = run("optimize", "zoo:tinycnn", "-o", tmp_path / "o2.onnx", "--inputs", inputs)
+    assert code == 2 and "the model needs float32[1, 3, 32, 32]" in stderr
