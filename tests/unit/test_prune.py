@@ -410,3 +410,18 @@ def test_ratio_pruning_equals_zeroing_on_concat_split_slice_graph():
     masked = _zero_where_read(model, plan)
     eq = check_equivalent(masked, materialise(plan), tolerance=EXACT_TOLERANCE)
     assert plan.removed_channels > 0 and eq.ok, eq.describe()
+
+
+def test_shared_weights_stay_shared_when_the_same_channels_are_kept():
+    """Two branches with the same weights (as exporters merge identical layer copies) are cut alike and
+    share their cut weights again, so parameters really drop."""
+    nodes = []
+    for i in (1, 2):
+        nodes += [oh.make_node("MatMul", ["x", "A"], [f"h{i}"], name=f"up{i}"), oh.make_node("Relu", [f"h{i}"], [f"r{i}"]),
+                  oh.make_node("MatMul", [f"r{i}", "B"], [f"y{i}"], name=f"down{i}")]
+    proto = make_model(nodes, [_vi("x", [1, 8])], [_vi("y1", [1, 8]), _vi("y2", [1, 8])], [_w("A", 8, 16), _w("B", 16, 8)])
+    model = ir.serde.deserialize_model(proto)
+    plan = plan_pruning(build_dependency_graph(model), ratio=0.5)
+    pruned = materialise(plan)
+    shapes = sorted(tuple(v.const_value.shape) for v in pruned.graph.initializers.values())
+    assert shapes == [(8, 8), (8, 8)]

@@ -72,5 +72,8 @@ def materialise(plan: PruningPlan) -> ir.Model:
             if v not in inputs and not v.is_graph_output():
                 v.shape = None
     common_passes.RemoveUnusedNodesPass()(model)
+    # Each node got its own cut weights; layers that shared a weight (tied, or identical copies an exporter
+    # merged) and kept the same channels share it again.
+    common_passes.DeduplicateHashedInitializersPass()(model)
     infer_shapes(model)
     return model
