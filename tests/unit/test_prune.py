@@ -420,7 +420,10 @@ def test_shared_weights_stay_shared_when_the_same_channels_are_kept():
         nodes += [oh.make_node("MatMul", ["x", "A"], [f"h{i}"], name=f"up{i}"), oh.make_node("Relu", [f"h{i}"], [f"r{i}"]),
                   oh.make_node("MatMul", [f"r{i}", "B"], [f"y{i}"], name=f"down{i}")]
     proto = make_model(nodes, [_vi("x", [1, 8])], [_vi("y1", [1, 8]), _vi("y2", [1, 8])], [_w("A", 8, 16), _w("B", 16, 8)])
+    from edgecc.graph.io import infer_shapes
+
     model = ir.serde.deserialize_model(proto)
+    infer_shapes(model)
     plan = plan_pruning(build_dependency_graph(model), ratio=0.5)
     pruned = materialise(plan)
     shapes = sorted(tuple(v.const_value.shape) for v in pruned.graph.initializers.values())
