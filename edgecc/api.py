@@ -27,7 +27,8 @@ from .profiling.inputs import load_inputs
 from .report.schema import Baseline, CompareReport, ResultRow
 from .targets import Target, load_registry
 
-__all__ = ["compile", "profile", "compare", "inspect", "load_artifact", "resolve_target", "ProfileSettings", "quantize", "evaluate"]
+__all__ = ["compile", "profile", "compare", "inspect", "load_artifact", "resolve_target", "ProfileSettings", "quantize", "evaluate",
+           "optimize", "prune", "sparsify", "lowrank"]
 
 ShapeArg = dict[str, tuple[int, ...]] | list[str] | None
 
@@ -81,20 +82,31 @@ def compile(
     targets_file: str | os.PathLike[str] | None = None,
     calibration: DataSpec | str | None = None,
     quantize: QuantizeSettings | dict | None = None,
+    prune: float | None = None,
+    lowrank: float | None = None,
+    optimize: bool = False,
 ) -> Artifact:
     """Compile ``model`` (a path or ``zoo:NAME``) for ``target`` into the artifact directory ``out_dir``.
 
     ``backend`` defaults to the target's preferred backend. Nothing is written at ``out_dir`` unless
     the compile succeeds. ``precision="int8"`` needs ``calibration`` (a directory of images, an .npz/.npy,
     or ``random`` for latency-only work; see edgecc.data) and takes ``quantize`` settings.
+    ``prune`` (ratio), ``lowrank`` (energy) and ``optimize`` rewrite the graph first;
+    they are recorded in the manifest's passes and notes.
     """
+    from .graph.commands import GraphSteps, apply_steps
+
+    steps = GraphSteps(optimize=optimize, prune=prune, lowrank=lowrank)
+    steps.check()
     tgt = resolve_target(target, targets_file)
     be = get_backend(backend or tgt.preferred_backend)
     check_request(be, tgt, precision)
     prepared = prepare_model(model, _shapes(input_shapes))
+    passes, notes = apply_steps(prepared, steps)
     return build_artifact(
         prepared, tgt, be, precision, options, Path(out_dir),
         calibration=calibration if precision == "int8" else None, quantize=quantize,
+        graph_passes=passes, graph_notes=notes,
     )
 
 
@@ -160,6 +172,8 @@ class _RowJob:
     quantize: dict[str, object] | None = None
     eval_data: DataSpec | None = None
     eval_reference: str | None = None
+    graph_passes: tuple[str, ...] = ()
+    graph_notes: tuple[str, ...] = ()
 
 
 def _row_job(job: _RowJob) -> ResultRow:
@@ -172,6 +186,7 @@ def _row_job(job: _RowJob) -> ResultRow:
         artifact = build_artifact(
             prepared, job.target, backend, job.precision, job.options, Path(job.out_dir), reference=Path(job.reference),
             calibration=job.calibration if int8 else None, quantize=job.quantize if int8 else None,
+            graph_passes=job.graph_passes, graph_notes=job.graph_notes,
         )
     s = job.settings
     row = profile_artifact(
@@ -250,6 +265,9 @@ def compare(
     quantize: QuantizeSettings | dict | None = None,
     eval_data: DataSpec | str | None = None,
     max_accuracy_drop: float | None = None,
+    prune: float | None = None,
+    lowrank: float | None = None,
+    optimize: bool = False,
 ) -> CompareReport:
     """Compile and profile ``model`` with every backend x precision on ``target``, each in its own
     process, against the onnxruntime FP32 baseline measured in the same run.
@@ -264,7 +282,13 @@ def compare(
     row is also run over that data set: top-1 accuracy (when it has labels), top-1 agreement (or PSNR
     for dense outputs) against onnxruntime FP32, and the drop from the baseline; rows losing more than
     ``max_accuracy_drop`` points are flagged ``within_accuracy_budget: false``.
+
+    ``prune``/``lowrank``/``optimize`` rewrite the graph once before every row (baseline included).
     """
+    from .graph.commands import GraphSteps, apply_steps
+
+    steps = GraphSteps(optimize=optimize, prune=prune, lowrank=lowrank)
+    steps.check()
     tgt = resolve_target(target, targets_file, measure_host_peak=True)
     for p in precisions or []:
         if p not in ("fp32", "bf16", "fp16", "int8"):
@@ -282,6 +306,7 @@ def compare(
         warnings.warn(RANDOM_WARNING, RandomCalibrationWarning, stacklevel=2)
     plan = _plan_rows(tgt, backends, precisions, calibrated=cal_spec is not None)
     prepared = prepare_model(model, _shapes(input_shapes))
+    graph_passes, graph_notes = apply_steps(prepared, steps)
     flops = analyze(prepared.model).flops
     # Read the data here first: a bad file fails the whole run at once, with its reason (exit 2).
     cal_feeds = load_dataset(cal_spec, prepared.inputs).batches[0] if cal_spec is not None else None
@@ -314,6 +339,7 @@ def compare(
                     (options or {}).get(backend), str(out), str(reference), settings,
                     calibration=cal_spec, quantize=settings_q.model_dump(), eval_data=eval_spec,
                     eval_reference=str(eval_reference) if eval_reference is not None else None,
+                    graph_passes=tuple(graph_passes), graph_notes=tuple(graph_notes),
                 )
                 outcome = run_isolated(_row_job, job, timeout_s=timeout_s, memory_limit=memory_limit or default_memory_limit())
                 row = _row_from_outcome(outcome, backend, precision)
@@ -477,3 +503,80 @@ def _reference_model(artifact: Artifact | None, reference: str | os.PathLike[str
     except EdgeccError:
         return None  # the source model moved or changed: no default reference
     return found if found.sha256 == artifact.manifest.model.sha256 else None
+
+
+# -- graph rewrites (edgecc.graph.commands does the work) ----------------------------------------
+
+
+def _pack_backend(target: str | Target | None, backend: str | None, targets_file) -> str | None:
+    if backend is not None or target is None:
+        return backend
+    return resolve_target(target, targets_file).preferred_backend
+
+
+def optimize(
+    model: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None,
+    *,
+    input_shapes: ShapeArg = None,
+    target: str | Target | None = None,
+    backend: str | None = None,
+    explain: bool = False,
+    inputs: str | None = None,
+    targets_file: str | os.PathLike[str] | None = None,
+):
+    """Optimize ``model``'s graph and write it to ``output``; returns what each pass did and the verification.
+
+    The common fusion rules apply; ``backend`` (or ``target``'s preferred backend) adds that backend's pack.
+    """
+    from .graph import commands
+
+    return commands.optimize(
+        model, output, input_shapes=_shapes(input_shapes), backend=_pack_backend(target, backend, targets_file),
+        explain=explain, inputs=inputs,
+    )
+
+
+def prune(
+    model: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None,
+    *,
+    ratio: float | None = None,
+    zero_channels: bool = False,
+    criterion: str = "l1",
+    round_to: int = 1,
+    exclude: list[str] | None = None,
+    input_shapes: ShapeArg = None,
+    dry_run: bool = False,
+):
+    """Structured channel pruning made physical (weights sliced): ``ratio`` of each coupled channel group
+    by ``criterion`` (l1, l2, bn-gamma), or ``zero_channels`` (exact). Returns the plan, FLOPs/params before
+    and after, and the output difference from the original."""
+    from .graph import commands
+
+    return commands.prune(
+        model, output, ratio=ratio, zero_channels=zero_channels, criterion=criterion, round_to=round_to,
+        exclude=exclude, input_shapes=_shapes(input_shapes), dry_run=dry_run,
+    )
+
+
+def sparsify(
+    model: str | os.PathLike[str], output: str | os.PathLike[str] | None, *, pattern: str = "unstructured",
+    ratio: float = 0.5, input_shapes: ShapeArg = None,
+):
+    """Zero weights: ``pattern`` "unstructured" (the ``ratio`` smallest per layer) or "2:4" (ratio 0.5), recorded in
+    the model metadata (``edgecc.sparsity``) for backends with sparse kernels. Reports the output error."""
+    from .graph import commands
+
+    return commands.sparsify(model, output, pattern=pattern, ratio=ratio, input_shapes=_shapes(input_shapes))
+
+
+def lowrank(
+    model: str | os.PathLike[str], output: str | os.PathLike[str] | None, *, energy: float = 0.95,
+    input_shapes: ShapeArg = None,
+):
+    """SVD factorisation of Gemm/MatMul weights and 1x1 Convs keeping ``energy`` of the spectrum, only where
+    FLOPs drop. Reports per-layer ranks and errors and the output error."""
+    from .graph import commands
+
+    return commands.lowrank(model, output, energy=energy, input_shapes=_shapes(input_shapes))

@@ -82,6 +82,8 @@ def build_artifact(
     reference: bool | Path = True,
     calibration: DataSpec | str | None = None,
     quantize: QuantizeSettings | dict | None = None,
+    graph_passes: list[str] | tuple[str, ...] = (),
+    graph_notes: list[str] | tuple[str, ...] = (),
 ) -> Artifact:
     """Compile ``model`` with ``backend`` for ``target`` into ``out_dir`` (replaced only on success).
 
@@ -90,6 +92,8 @@ def build_artifact(
     reference .npz (made by :func:`write_reference` on the same model); False stores none.
     ``calibration`` (int8 only, required there): the data INT8 ranges are calibrated on; ``quantize``:
     the QDQ settings (edgecc.graph.quantize.QuantizeSettings).
+    ``graph_passes``/``graph_notes``: graph rewrites already applied to ``model`` (edgecc.graph.commands.apply_steps),
+    recorded in the manifest.
     """
     check_request(backend, target, precision)
     parsed = backend.parse_options(options)
@@ -133,9 +137,9 @@ def build_artifact(
             model=ModelInfo(source=model.source, name=model.name, sha256=model.sha256, flops=analyze(model.model).flops),
             inputs=[TensorSpecModel(**s.to_json()) for s in model.inputs],
             outputs=[TensorSpecModel(**s.to_json()) for s in model.outputs],
-            passes=["fix-input-shapes", "shape-inference", *passes, *result.passes],
+            passes=["fix-input-shapes", "shape-inference", *graph_passes, *passes, *result.passes],
             options=result.options.model_dump(mode="json"),
-            notes=notes + result.notes,
+            notes=[*graph_notes, *notes, *result.notes],
             compile_s=round(compile_s, 4),
             files={},
         )

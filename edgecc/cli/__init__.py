@@ -6,7 +6,7 @@ A new feature's commands go in a module of their own, listed below.
 
 from __future__ import annotations
 
-from . import core, quantize, report  # noqa: F401  (each registers its commands)
+from . import core, graph, quantize, report  # noqa: F401  (each registers its commands)
 from .common import app
 
 

@@ -118,6 +118,11 @@ def inspect(
             out.print(f"  [green]{s.backend}[/]: supports every op", highlight=False)
 
 
+PruneOpt = Annotated[Optional[float], typer.Option("--prune", help="prune this fraction of channels first (edgecc prune --ratio)")]
+LowRankOpt = Annotated[Optional[float], typer.Option("--lowrank", help="low-rank factorise first, keeping this energy (edgecc lowrank)")]
+OptimizeOpt = Annotated[bool, typer.Option("--optimize", help="run edgecc optimize's graph pipeline first")]
+
+
 @app.command("compile")
 @handle_errors
 def compile_cmd(
@@ -136,6 +141,9 @@ def compile_cmd(
     mean: q.MeanOpt = None,
     std: q.StdOpt = None,
     layout: q.LayoutOpt = None,
+    prune: PruneOpt = None,
+    lowrank: LowRankOpt = None,
+    optimize: OptimizeOpt = False,
 ) -> None:
     """Compile MODEL for TARGET into an artifact directory (backend files + manifest.json)."""
     spec = q.data_spec(calibration, mean, std, layout) if calibration is not None else None
@@ -146,6 +154,7 @@ def compile_cmd(
             model, target, output, backend=backend, precision=precision, input_shapes=input_shape,
             options=parse_options(option), targets_file=targets_file,
             calibration=spec, quantize=q.quantize_settings(method, per_channel, samples),
+            prune=prune, lowrank=lowrank, optimize=optimize,
         )
     m = artifact.manifest
     out.print(f"compiled {m.model.source} for {m.target.name} with {m.backend} {m.precision} in {m.compile_s:.2f} s "
@@ -240,6 +249,9 @@ def compare(
     std: q.StdOpt = None,
     layout: q.LayoutOpt = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", help="BACKEND.KEY=VALUE: an option of one backend (repeatable)")] = None,
+    prune: PruneOpt = None,
+    lowrank: LowRankOpt = None,
+    optimize: OptimizeOpt = False,
 ) -> None:
     """Compile and profile MODEL with each backend x precision on TARGET, against the onnxruntime FP32 baseline."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -279,6 +291,7 @@ def compare(
                 calibration=cal_spec, quantize=q.quantize_settings(method, per_channel, samples),
                 eval_data=q.data_spec(eval_data, mean, std, layout) if eval_data is not None else None,
                 max_accuracy_drop=max_accuracy_drop, options=q.backend_options(option),
+                prune=prune, lowrank=lowrank, optimize=optimize,
             )
     _show_compare(report, json_out, html_out, quiet)
 

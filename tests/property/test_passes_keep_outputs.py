@@ -20,8 +20,24 @@ def _prepare(path):
     return to_proto(prepare_model(path).model)
 
 
+def _optimize(path):
+    from edgecc.graph.passes import optimize_model
+
+    return to_proto(optimize_model(prepare_model(path).model).model)
+
+
+def _optimize_openvino_pack(path):
+    from edgecc.graph.passes import optimize_model
+
+    return to_proto(optimize_model(prepare_model(path).model, backend="openvino").model)
+
+
 # Each entry turns a saved model into a rewritten ModelProto. Graph passes join this table.
-PIPELINES = {"prepare (validate, static shapes, shape inference)": _prepare}
+PIPELINES = {
+    "prepare (validate, static shapes, shape inference)": _prepare,
+    "optimize (cleanup, folding, onnxsim, fusion)": _optimize,
+    "optimize with the openvino pack": _optimize_openvino_pack,
+}
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

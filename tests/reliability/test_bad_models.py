@@ -93,13 +93,14 @@ runner = CliRunner()
 def _commands(path, out):
     return {
         "inspect": ["inspect", path],
+        "optimize": ["optimize", path, "-o", out / "o.onnx"],
         "compile": ["compile", path, "-t", "host", "-b", "onnxruntime", "-o", out],
         "compare": ["compare", path, "-t", "host", "--backends", "onnxruntime", "--runs", "1", "--min-time", "0",
                     "--json", out / "r.json"],
     }
 
 
-@pytest.mark.parametrize("command", ["inspect", "compile", "compare"])
+@pytest.mark.parametrize("command", ["inspect", "optimize", "compile", "compare"])
 def test_every_bad_model_gives_one_clear_line(tmp_path, command):
     cases = corpus(tmp_path)
     cases["external data too short"] = (_short_external(tmp_path), "too short for initializer 'w'")
