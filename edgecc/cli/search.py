@@ -69,6 +69,8 @@ def search_cmd(
                          if best else "nothing within budget yet")
             left = "" if seconds_left is None else f"; {max(0.0, seconds_left):.0f} s left"
             progress.update(task, completed=done, total=total, description=f"{best_text}{left}")
+            if json_out is not None and not quiet:
+                write_json(json_out, result.to_json())  # a checkpoint: an interrupted search resumes from here
 
         with q.random_warning_printed():
             result = search(

@@ -196,8 +196,9 @@ def search(
     The original graph runs first (it is the baseline). A further graph variant is started only while
     ``time_budget_s`` (seconds, None: no limit) is not spent; what was not started is listed in ``not_run``.
     ``resume`` is the JSON of an earlier run (same model, target, evaluation set and request): its graph
-    variants are not measured again. ``on_variant(result_so_far, measured, done, total, seconds_left)`` is called
-    after each graph variant.
+    variants are not measured again, and those outside this grid are kept in the result.
+    ``on_variant(result_so_far, measured, done, total, seconds_left)`` is called after each graph variant
+    (the CLI saves ``result_so_far`` there, so an interrupted search can be resumed).
     """
     if max_accuracy_drop < 0:
         raise BadInputError("--max-accuracy-drop must be >= 0 (percentage points)")
@@ -217,6 +218,7 @@ def search(
     earlier, context = _load_saved(Path(resume) if resume else None, model_name, target, eval_spec.describe(), request)
     saved = {m.variant: m for m in earlier}
     plan = grid(list(prune), list(lowrank))
+    outside = [m for v, m in saved.items() if v not in plan]  # kept in every result: they are the user's measurements
     cmd = {"calibration": cal_spec, "quantize": quantize, "input_shapes": input_shapes,
            "targets_file": str(targets_file) if targets_file is not None else None}
     measured: list[Measured] = []
@@ -245,10 +247,10 @@ def search(
             m = Measured(variant, report.results, report.flops, time.monotonic() - t0)
             context = {"measured_on": report.measured_on, "versions": report.versions, "peak_gflops": report.peak_gflops}
         measured.append(m)
-        result = _result(measured, max_accuracy_drop, model_name, target, cmd, not_run, messages, request, context, eval_spec)
+        result = _result(measured + outside, max_accuracy_drop, model_name, target, cmd, not_run, messages, request, context, eval_spec)
         if on_variant is not None:
             on_variant(result, m, i + 1, len(plan), left())
-    measured += saved.values()  # graph variants of the earlier run outside this grid are kept
+    measured += outside
     if not_run:
         messages.append(f"time budget of {time_budget_s:g} s spent: {len(not_run)} of {len(plan)} graph variants "
                         f"not measured ({', '.join(not_run)}); run again with the same --json to continue")

@@ -172,3 +172,27 @@ def test_report_renders_a_saved_search(saved_search, tmp_path):
     assert page.count("<svg") >= 3 and "onnxruntime-fp32-prune0.5-lowrankoff" in page
     code, stdout, _ = run("report", tmp / "r.json")
     assert code == 0 and "onnxruntime-fp32-prune0.5-lowrankoff" in stdout and f"{rec} *" in stdout
+
+
+def test_an_interrupted_search_is_saved_after_each_graph_variant_and_resumes(monkeypatch, tmp_path):
+    calls: list[tuple] = []
+    real = api.compare
+
+    def interrupted_on_the_second(*args, **kwargs):
+        calls.append((kwargs.get("prune"), kwargs.get("lowrank")))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "compare", interrupted_on_the_second)
+    path = tmp_path / "r.json"
+    code, _, stderr = search(path)
+    assert code == 130 and "interrupted" in stderr
+    saved = json.loads(path.read_text())
+    assert [v["id"] for v in saved["variants"]] == ["onnxruntime-fp32-prune0-lowrankoff"]
+    calls.clear()
+    monkeypatch.setattr(api, "compare", lambda *a, **k: (calls.append((k.get("prune"), k.get("lowrank"))), real(*a, **k))[1])
+    code, _, stderr = search(path)
+    assert code == 0, stderr
+    assert calls == [(0.5, None)]  # only what the interrupted run had not measured
+    assert len(json.loads(path.read_text())["variants"]) == 2
