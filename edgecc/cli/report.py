@@ -25,7 +25,7 @@ def report(
 
     try:
         raw = results.read_bytes()
-        if b'"edgecc-search"' in raw:  # a saved edgecc search
+        if _is_search(raw):
             return _search_report(results, raw, html_out)
         data = CompareReport.model_validate_json(raw)
     except OSError as e:
@@ -40,6 +40,16 @@ def report(
         out.print(compare_table(data))
 
 
+def _is_search(raw: bytes) -> bool:
+    import json
+
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return False  # the comparison parser says what is wrong with it
+    return isinstance(data, dict) and data.get("kind") == "edgecc-search"
+
+
 def _search_report(results: Path, raw: bytes, html_out: Path | None) -> None:
     import json
 
@@ -48,8 +58,6 @@ def _search_report(results: Path, raw: bytes, html_out: Path | None) -> None:
 
     try:
         data = json.loads(raw)
-        if data.get("kind") != "edgecc-search":
-            raise ValueError("no 'kind': 'edgecc-search'")
         text = render_search(data) if html_out is not None else None
         table = search_table(data)
     except (ValueError, KeyError, TypeError, ValidationError) as e:

@@ -52,11 +52,13 @@ class SearchResult:
     versions: dict[str, str] = field(default_factory=dict)
     peak_gflops: float | None = None
     eval_data: str | None = None
+    pareto_size: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return {
             "kind": "edgecc-search", "model": self.model, "target": self.target, "baseline": self.baseline,
             "variants": self.variants, "pareto": self.pareto, "recommended": self.recommended,
+            "pareto_with_size": self.pareto_size,
             "accuracy_metric": self.metric, "max_accuracy_drop": self.max_accuracy_drop, "eval_data": self.eval_data,
             "not_run": self.not_run, "messages": self.messages, "request": self.request,
             "measured_on": self.measured_on, "versions": self.versions, "peak_gflops": self.peak_gflops,
@@ -167,6 +169,14 @@ def _derive(measured: list[Measured], budget: float, model: str, target: str, cm
     return metric, baseline, variants, pareto, recommended
 
 
+def size_front(variants: list[dict[str, object]]) -> list[str]:
+    """Ids on the frontier of latency, accuracy drop and artifact size (bytes), all minimised; rows without a
+    measured drop or size take no part."""
+    rows = [v for v in variants if v["status"] == "ok" and v["latency_ms"] is not None
+            and v["accuracy_drop"] is not None and v.get("artifact_bytes") is not None]
+    return pareto_front([(v["id"], (v["latency_ms"]["p50"], v["accuracy_drop"], v["artifact_bytes"])) for v in rows])
+
+
 def search(
     model: str | os.PathLike[str],
     target: str,
@@ -269,5 +279,5 @@ def _result(measured, budget, model, target, cmd, not_run, messages, request, co
     return SearchResult(
         model=model, target=target, metric=metric, baseline=baseline, variants=variants, pareto=pareto,
         recommended=recommended, measured=list(measured), not_run=list(not_run), messages=list(messages), request=request,
-        max_accuracy_drop=budget, eval_data=eval_spec.describe(), **context,
+        max_accuracy_drop=budget, eval_data=eval_spec.describe(), pareto_size=size_front(variants), **context,
     )

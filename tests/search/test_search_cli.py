@@ -70,6 +70,8 @@ def test_search_json_shape_and_accuracy_against_the_original(saved_search):
     assert base["agreement"] == 100.0 and pruned["agreement"] < 100.0
     assert pruned["within_accuracy_budget"] == (pruned["accuracy_drop"] <= 1.0)
     assert set(data["pareto"]) <= set(ids) and data["pareto"]
+    assert set(data["pareto_with_size"]) <= set(ids) and data["pareto_with_size"]
+    assert all(v["artifact_bytes"] > 0 for v in data["variants"])
     rec = data["recommended"]
     assert rec["within_accuracy_budget"] is True
     eligible = [v for v in data["variants"] if v["within_accuracy_budget"]]
@@ -196,3 +198,10 @@ def test_an_interrupted_search_is_saved_after_each_graph_variant_and_resumes(mon
     assert code == 0, stderr
     assert calls == [(0.5, None)]  # only what the interrupted run had not measured
     assert len(json.loads(path.read_text())["variants"]) == 2
+
+
+def test_report_on_a_damaged_search_file_exits_2(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"kind": "edgecc-search", "model": "m", "target": "host"}))
+    code, _, stderr = run("report", path)
+    assert code == 2 and "Traceback" not in stderr and "not a saved edgecc search" in " ".join(stderr.split())

@@ -90,3 +90,15 @@ def test_grid_runs_the_original_first_then_mild_rewrites():
     assert keys == ["prune0-lowrankoff", "prune0-lowrank0.9", "prune0.3-lowrankoff", "prune0.3-lowrank0.9",
                     "prune0.5-lowrankoff", "prune0.5-lowrank0.9"]
     assert grid([0.5], [0.9])[0] == GraphVariant()  # the baseline graph is always measured
+
+
+def test_frontier_with_artifact_size_is_exact():
+    from edgecc.search.run import size_front
+
+    def v(vid, p50, drop, size, status="ok"):
+        return {"id": vid, "status": status, "latency_ms": {"p50": p50}, "accuracy_drop": drop, "artifact_bytes": size}
+
+    variants = [v("a", 10, 0, 100), v("b", 5, 1, 100), v("c", 5, 1, 50), v("d", 12, 0, 30), v("e", 12, 0, 40),
+                v("f", 1, 0, None), v("g", 1, 0, 1, status="failed"), v("h", 4, None, 10)]
+    # b is dominated by c (same latency and drop, smaller); e by d; f, g, h lack a size, status or drop.
+    assert size_front(variants) == ["a", "c", "d"]
