@@ -5,7 +5,7 @@ real images (crops of the photographs bundled with scikit-image, made at run tim
 metric is top-1 AGREEMENT with the original model's onnxruntime FP32 outputs: "drop 1 point" means one percent
 of these images changed their top-1 class. Calibration uses other crops of the same photographs.
 
-    pip install scikit-image   # only for this benchmark: the photographs
+    pip install -e ".[photos]"   # scikit-image, only for this benchmark: the photographs
     python benchmarks/search_resnet50.py [--prune 0,0.3,0.5] [--time-budget 25m] [--images 48]
 
 Writes benchmarks/results/search-resnet50.{json,html,png,md}.
