@@ -268,6 +268,7 @@ def compare(
     prune: float | None = None,
     lowrank: float | None = None,
     optimize: bool = False,
+    eval_against_original: bool = False,
 ) -> CompareReport:
     """Compile and profile ``model`` with every backend x precision on ``target``, each in its own
     process, against the onnxruntime FP32 baseline measured in the same run.
@@ -284,6 +285,8 @@ def compare(
     ``max_accuracy_drop`` points are flagged ``within_accuracy_budget: false``.
 
     ``prune``/``lowrank``/``optimize`` rewrite the graph once before every row (baseline included).
+    With ``eval_against_original``, agreement/PSNR are measured against the model before those rewrites
+    (default: against the rewritten model's onnxruntime FP32 outputs).
     """
     from .graph.commands import GraphSteps, apply_steps
 
@@ -306,6 +309,11 @@ def compare(
         warnings.warn(RANDOM_WARNING, RandomCalibrationWarning, stacklevel=2)
     plan = _plan_rows(tgt, backends, precisions, calibrated=cal_spec is not None)
     prepared = prepare_model(model, _shapes(input_shapes))
+    original = None
+    if eval_against_original and steps and eval_spec is not None:
+        from .graph.commands import copy_model
+
+        original = copy_model(prepared.model)
     graph_passes, graph_notes = apply_steps(prepared, steps)
     flops = analyze(prepared.model).flops
     # Read the data here first: a bad file fails the whole run at once, with its reason (exit 2).
@@ -325,7 +333,8 @@ def compare(
             from .evaluation import compute_metrics, onnx_outputs
 
             eval_reference = work / "eval-reference.npz"
-            ref_outputs = onnx_outputs(str(model_path), eval_set)
+            ref_path = model_path if original is None else save_model(original, work / "original.onnx")
+            ref_outputs = onnx_outputs(str(ref_path), eval_set)
             compute_metrics(ref_outputs, eval_set.labels, ref_outputs)  # metrics that cannot apply fail here, once
             np.savez(eval_reference, outputs=ref_outputs)
         results: list[ResultRow] = []

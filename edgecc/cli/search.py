@@ -1,0 +1,106 @@
+"""edgecc search: the fastest deployment within an accuracy budget (edgecc.search does the work)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from .. import api
+from . import int8_options as q
+from .common import HtmlOpt, JsonOpt, ModelArg, ShapeOpt, TargetOpt, TargetsFileOpt, app, err, handle_errors, out, split_list, write_json
+
+
+@app.command("search")
+@handle_errors
+def search_cmd(
+    model: ModelArg,
+    target: TargetOpt,
+    eval_data: Annotated[str, typer.Option("--eval", help="accuracy is measured on this data: an .npz with inputs and 'labels' (top-1), or images (top-1 agreement with the original model)")],
+    backends: Annotated[Optional[str], typer.Option("--backends", help="comma-separated; default: every backend the target lists")] = None,
+    precisions: Annotated[Optional[str], typer.Option("--precisions", help="comma-separated; default: what each backend can do")] = None,
+    prune: Annotated[str, typer.Option("--prune", help="comma-separated channel-pruning ratios to try; 0 is unpruned")] = "0",
+    lowrank: Annotated[str, typer.Option("--lowrank", help="comma-separated low-rank energies to try; 'off' is unfactorised")] = "off",
+    calibration: q.CalibrationOpt = None,
+    max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", help="points of accuracy a variant may lose against the original model's onnxruntime FP32")] = 1.0,
+    time_budget: Annotated[Optional[str], typer.Option("--time-budget", help="stop starting graph variants after this long: 30m, 90s, 1h (default: no limit)")] = None,
+    method: q.MethodOpt = "minmax",
+    per_channel: q.PerChannelOpt = True,
+    samples: q.SamplesOpt = 100,
+    mean: q.MeanOpt = None,
+    std: q.StdOpt = None,
+    layout: q.LayoutOpt = None,
+    input_shape: ShapeOpt = None,
+    targets_file: TargetsFileOpt = None,
+    warmup: Annotated[int, typer.Option("--warmup", help="untimed runs first")] = 10,
+    runs: Annotated[int, typer.Option("--runs", help="at least this many timed runs")] = 50,
+    min_time: Annotated[float, typer.Option("--min-time", help="and at least this many seconds of timed runs")] = 1.0,
+    layer_runs: Annotated[int, typer.Option("--layer-runs", help="runs with per-layer profiling (0: off)")] = 5,
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds allowed per row (compile + profile)")] = 1800,
+    option: Annotated[Optional[list[str]], typer.Option("--option", help="BACKEND.KEY=VALUE: an option of one backend (repeatable)")] = None,
+    html_out: HtmlOpt = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the result here; an earlier run's file of the same model/target is resumed: variants in it are not measured again")] = None,
+) -> None:
+    """Find the fastest variant (backend x precision x pruning x low-rank) of MODEL on TARGET within an accuracy budget."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..search import parse_lowrank, parse_prune, parse_time_budget, search
+
+    # Every flag is checked before anything runs.
+    prune_values, lowrank_values = parse_prune(prune), parse_lowrank(lowrank)
+    budget_s = parse_time_budget(time_budget) if time_budget is not None else None
+    if max_accuracy_drop < 0:
+        from ..errors import BadInputError
+
+        raise BadInputError("--max-accuracy-drop must be >= 0 (percentage points)")
+    quiet = json_out is not None and str(json_out) == "-"
+    cal_spec = q.data_spec(calibration, mean, std, layout) if calibration is not None else None
+    q.warn_if_random(cal_spec)
+    settings = api.ProfileSettings(warmup=warmup, runs=runs, min_time_s=min_time, layer_runs=layer_runs)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} graph variants"),
+                  TimeElapsedColumn(), console=err, disable=quiet, transient=True) as progress:
+        task = progress.add_task("measuring the original model", total=None)
+
+        def on_variant(result, measured, done, total, seconds_left):
+            best = result.recommended if result is not None else None
+            best_text = (f"best so far {best['id']} {best['latency_ms']['p50']:.2f} ms ({best['speedup']:.2f}x)"
+                         if best else "nothing within budget yet")
+            left = "" if seconds_left is None else f"; {max(0.0, seconds_left):.0f} s left"
+            progress.update(task, completed=done, total=total, description=f"{best_text}{left}")
+            if json_out is not None and not quiet:
+                write_json(json_out, result.to_json())  # a checkpoint: an interrupted search resumes from here
+
+        with q.random_warning_printed():
+            result = search(
+                model, target, eval_data=q.data_spec(eval_data, mean, std, layout), backends=split_list(backends),
+                precisions=split_list(precisions), prune=prune_values, lowrank=lowrank_values,
+                max_accuracy_drop=max_accuracy_drop, time_budget_s=budget_s, calibration=cal_spec,
+                quantize=q.quantize_settings(method, per_channel, samples), input_shapes=input_shape,
+                targets_file=targets_file, settings=settings, timeout_s=timeout, options=q.backend_options(option),
+                resume=json_out, on_variant=on_variant,
+            )
+    data = result.to_json()
+    write_json(json_out, data)
+    if html_out is not None:
+        from ..report.html import write_html
+        from ..report.search_html import render_search
+
+        write_html(html_out, render_search(data))
+    if quiet:
+        return
+    from ..report.search_html import search_table
+
+    out.print(search_table(data))
+    for line in result.messages:
+        err.print(f"[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    rec = result.recommended
+    if rec is not None:
+        out.print(f"recommended: {rec['id']}: p50 {rec['latency_ms']['p50']:.3f} ms, {rec['speedup']:.2f}x the baseline, "
+                  f"{result.metric} drop {rec['accuracy_drop']:.2f} points (budget {max_accuracy_drop:g})",
+                  highlight=False, markup=False)
+        out.print(f"rebuild it with: {rec['command']}", highlight=False, markup=False, soft_wrap=True)
+    for path in (json_out, html_out):
+        if path is not None and str(path) != "-":
+            out.print(f"wrote {path}", highlight=False, markup=False)

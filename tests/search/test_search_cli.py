@@ -1,0 +1,207 @@
+"""edgecc search end to end on the bundled MNIST CNN with onnxruntime: budget, resumption, the rebuild command,
+bad flags, and edgecc report on a saved search."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgecc import api
+from edgecc.artifact import load_artifact
+from edgecc.cli import app
+
+DATA = Path(__file__).resolve().parents[2] / "benchmarks" / "data"
+MODEL, EVAL = str(DATA / "mnist_cnn.onnx"), str(DATA / "mnist_eval.npz")
+FAST = ["--warmup", "1", "--runs", "3", "--min-time", "0", "--layer-runs", "1"]
+runner = CliRunner()
+
+
+def run(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def compare_calls(monkeypatch):
+    """Counts the graph variants really measured (compare() calls), calling the real compare."""
+    calls: list[tuple] = []
+    real = api.compare
+
+    def counting(*args, **kwargs):
+        calls.append((kwargs.get("prune"), kwargs.get("lowrank")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "compare", counting)
+    return calls
+
+
+def search(json_path, *extra):
+    return run("search", MODEL, "--target", "host", "--backends", "onnxruntime", "--precisions", "fp32", "--eval", EVAL,
+               "--prune", "0,0.5", "--max-accuracy-drop", "1", "--json", json_path, *FAST, *extra)
+
+
+@pytest.fixture(scope="module")
+def saved_search(tmp_path_factory):
+    """One real search (original + prune 0.5), shared by the tests below that only read it."""
+    tmp = tmp_path_factory.mktemp("search")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGECC_CACHE_DIR", str(tmp / "cache"))
+        mp.setenv("XDG_CACHE_HOME", str(tmp / "xdg"))
+        code, stdout, stderr = search(tmp / "r.json", "--html", tmp / "r.html")
+    assert code == 0, stderr
+    return tmp, json.loads((tmp / "r.json").read_text()), stdout
+
+
+def test_search_json_shape_and_accuracy_against_the_original(saved_search):
+    _, data, stdout = saved_search
+    assert {"model", "target", "baseline", "variants", "pareto", "recommended"} <= data.keys()
+    ids = [v["id"] for v in data["variants"]]
+    assert ids == ["onnxruntime-fp32-prune0-lowrankoff", "onnxruntime-fp32-prune0.5-lowrankoff"]
+    base, pruned = data["variants"]
+    assert data["baseline"]["id"] == ids[0] and data["accuracy_metric"] == "top1"
+    assert base["accuracy"] == data["baseline"]["accuracy"] and base["accuracy_drop"] == 0.0 and base["eval_samples"] == 1000
+    assert pruned["prune"] == 0.5 and pruned["lowrank"] is None
+    assert pruned["accuracy_drop"] == pytest.approx(base["accuracy"] - pruned["accuracy"], abs=1e-9)
+    # Agreement is measured against the ORIGINAL model, so the pruned model's own onnxruntime row is below 100%.
+    assert base["agreement"] == 100.0 and pruned["agreement"] < 100.0
+    assert pruned["within_accuracy_budget"] == (pruned["accuracy_drop"] <= 1.0)
+    assert set(data["pareto"]) <= set(ids) and data["pareto"]
+    assert set(data["pareto_with_size"]) <= set(ids) and data["pareto_with_size"]
+    assert all(v["artifact_bytes"] > 0 for v in data["variants"])
+    rec = data["recommended"]
+    assert rec["within_accuracy_budget"] is True
+    eligible = [v for v in data["variants"] if v["within_accuracy_budget"]]
+    assert rec["id"] == min(eligible, key=lambda v: v["latency_ms"]["p50"])["id"]
+    assert f"recommended: {rec['id']}" in stdout and rec["command"] in " ".join(stdout.split())
+
+
+def test_recommended_command_rebuilds_the_variant_with_the_real_cli(saved_search, tmp_path):
+    _, data, _ = saved_search
+    # Whatever was fastest here, rebuild the pruned variant too: its command must carry --prune.
+    pruned = dict(data["variants"][1])
+    from edgecc.search import compile_command
+
+    for variant in (data["recommended"], pruned):
+        args = shlex.split(variant.get("command") or compile_command(data["model"], data["target"], variant))
+        assert args[:3] == ["edgecc", "compile", MODEL]
+        out = tmp_path / variant["id"]
+        args[args.index("-o") + 1] = str(out)
+        code, _, stderr = run(*args[1:])
+        assert code == 0, stderr
+        art = load_artifact(out)
+        assert (art.manifest.backend, art.manifest.precision) == (variant["backend"], variant["precision"])
+        if variant["prune"] is not None:
+            assert any(p.startswith(f"prune(ratio={variant['prune']:g}") for p in art.manifest.passes)
+        # The rebuilt artifact has the accuracy the search measured for that variant.
+        assert api.evaluate(out, EVAL).top1 == pytest.approx(variant["accuracy"], abs=1e-9)
+
+
+def test_resuming_a_saved_run_measures_nothing_again(saved_search, compare_calls, tmp_path):
+    tmp, data, _ = saved_search
+    path = tmp_path / "again.json"
+    path.write_text((tmp / "r.json").read_text())
+    code, stdout, stderr = search(path)
+    assert code == 0, stderr
+    assert compare_calls == []
+    again = json.loads(path.read_text())
+    assert [v["id"] for v in again["variants"]] == [v["id"] for v in data["variants"]]
+    assert again["recommended"]["id"] == data["recommended"]["id"]
+    assert "2 graph variant(s) taken from the earlier run" in " ".join(stderr.split())
+    # A wider grid measures only the new graph variant.
+    code, _, stderr = search(path, "--lowrank", "off,0.9")
+    assert code == 0, stderr
+    assert compare_calls == [(None, 0.9), (0.5, 0.9)]
+    assert len(json.loads(path.read_text())["variants"]) == 4
+
+
+def test_time_budget_zero_measures_only_the_baseline(compare_calls, tmp_path):
+    code, stdout, stderr = search(tmp_path / "r.json", "--time-budget", "0")
+    assert code == 0, stderr
+    assert compare_calls == [(None, None)]
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert [v["id"] for v in data["variants"]] == ["onnxruntime-fp32-prune0-lowrankoff"]
+    assert data["not_run"] == ["prune0.5-lowrankoff"] and data["recommended"]["id"] == "onnxruntime-fp32-prune0-lowrankoff"
+    assert "time budget of 0 s spent: 1 of 2 graph variants not measured (prune0.5-lowrankoff)" in " ".join(stderr.split())
+
+
+def test_time_budget_zero_on_a_saved_run_keeps_what_was_measured(saved_search, compare_calls, tmp_path):
+    tmp, data, _ = saved_search
+    path = tmp_path / "r.json"
+    path.write_text((tmp / "r.json").read_text())
+    code, _, stderr = search(path, "--lowrank", "off,0.9", "--time-budget", "0s")
+    assert code == 0, stderr
+    assert compare_calls == []
+    again = json.loads(path.read_text())
+    assert again["not_run"] == ["prune0-lowrank0.9", "prune0.5-lowrank0.9"]
+    assert again["recommended"]["id"] == data["recommended"]["id"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--prune", "0,1.2"], "--prune: every ratio must be 0 (off) or between 0 and 1"),
+    (["--prune", "0,-0.3"], "--prune: every ratio must be 0 (off) or between 0 and 1"),
+    (["--lowrank", "off,2"], "--lowrank: every energy must be 'off' or in (0, 1]"),
+    (["--time-budget", "tomorrow"], "--time-budget 'tomorrow': expected a duration"),
+    (["--max-accuracy-drop", "-1"], "--max-accuracy-drop must be >= 0"),
+])
+def test_bad_flags_exit_2_before_anything_runs(flags, message, compare_calls, tmp_path):
+    code, _, stderr = search(tmp_path / "r.json", *flags)
+    assert code == 2 and "Traceback" not in stderr
+    assert message in " ".join(stderr.split())
+    assert compare_calls == [] and not (tmp_path / "r.json").exists()
+
+
+def test_a_saved_search_of_another_model_is_not_overwritten(saved_search, compare_calls, tmp_path):
+    tmp, _, _ = saved_search
+    path = tmp_path / "r.json"
+    text = (tmp / "r.json").read_text().replace(MODEL, "other.onnx")
+    path.write_text(text)
+    code, _, stderr = search(path)
+    assert code == 2 and "holds a search of other.onnx" in " ".join(stderr.split())
+    assert path.read_text() == text and compare_calls == []
+
+
+def test_report_renders_a_saved_search(saved_search, tmp_path):
+    tmp, data, _ = saved_search
+    code, stdout, stderr = run("report", tmp / "r.json", "--html", tmp_path / "again.html")
+    assert code == 0, stderr
+    page = (tmp_path / "again.html").read_text()
+    rec = data["recommended"]["id"]
+    assert f"Recommended: <b>{rec}</b>" in page and f"{rec} <b class='rec'>(recommended)</b>" in page
+    assert page.count("<svg") >= 3 and "onnxruntime-fp32-prune0.5-lowrankoff" in page
+    code, stdout, _ = run("report", tmp / "r.json")
+    assert code == 0 and "onnxruntime-fp32-prune0.5-lowrankoff" in stdout and f"{rec} *" in stdout
+
+
+def test_an_interrupted_search_is_saved_after_each_graph_variant_and_resumes(monkeypatch, tmp_path):
+    calls: list[tuple] = []
+    real = api.compare
+
+    def interrupted_on_the_second(*args, **kwargs):
+        calls.append((kwargs.get("prune"), kwargs.get("lowrank")))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "compare", interrupted_on_the_second)
+    path = tmp_path / "r.json"
+    code, _, stderr = search(path)
+    assert code == 130 and "interrupted" in stderr
+    saved = json.loads(path.read_text())
+    assert [v["id"] for v in saved["variants"]] == ["onnxruntime-fp32-prune0-lowrankoff"]
+    calls.clear()
+    monkeypatch.setattr(api, "compare", lambda *a, **k: (calls.append((k.get("prune"), k.get("lowrank"))), real(*a, **k))[1])
+    code, _, stderr = search(path)
+    assert code == 0, stderr
+    assert calls == [(0.5, None)]  # only what the interrupted run had not measured
+    assert len(json.loads(path.read_text())["variants"]) == 2
+
+
+def test_report_on_a_damaged_search_file_exits_2(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"kind": "edgecc-search", "model": "m", "target": "host"}))
+    code, _, stderr = run("report", path)
+    assert code == 2 and "Traceback" not in stderr and "not a saved edgecc search" in " ".join(stderr.split())
