@@ -7,6 +7,7 @@ A new feature's commands go in a module of their own, listed below.
 from __future__ import annotations
 
 from . import core  # noqa: F401  (registers the foundation commands)
+from . import tvm  # noqa: F401  (tune, tuning-db)
 from .common import app
 
 

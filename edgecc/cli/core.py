@@ -115,11 +115,13 @@ def compile_cmd(
     input_shape: ShapeOpt = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", help="backend option KEY=VALUE (repeatable)")] = None,
     targets_file: TargetsFileOpt = None,
+    tuned: Annotated[bool, typer.Option("--tuned", help="tvm: apply the tuning database (edgecc tune); same as --option tuned=true")] = False,
 ) -> None:
     """Compile MODEL for TARGET into an artifact directory (backend files + manifest.json)."""
+    options = parse_options(option) | ({"tuned": True} if tuned else {})
     artifact = api.compile(
         model, target, output, backend=backend, precision=precision, input_shapes=input_shape,
-        options=parse_options(option), targets_file=targets_file,
+        options=options, targets_file=targets_file,
     )
     m = artifact.manifest
     out.print(f"compiled {m.model.source} for {m.target.name} with {m.backend} {m.precision} in {m.compile_s:.2f} s "
@@ -146,9 +148,11 @@ def profile(
     layer_runs: LayerRunsOpt = 10,
     inputs: Annotated[Optional[Path], typer.Option("--inputs", help=".npz with one array per input (not verified)")] = None,
     json_out: JsonOpt = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="run on a board: rpc://HOST:PORT or rpc://TRACKER:PORT/KEY (TVM)")] = None,
 ) -> None:
     """Run a compiled artifact again (no recompiling): latency, per-layer times, outputs vs the reference."""
-    row = api.profile(artifact_dir, _settings(warmup, runs, min_time, layer_runs), inputs=str(inputs) if inputs else None)
+    row = api.profile(artifact_dir, _settings(warmup, runs, min_time, layer_runs), inputs=str(inputs) if inputs else None,
+                      device=device)
     write_json(json_out, row.model_dump(mode="json", exclude={"speedup"}))
     if json_out is None or str(json_out) != "-":
         from ..report.table import layer_table, profile_table

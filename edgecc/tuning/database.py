@@ -141,7 +141,7 @@ class TuningDatabase:
             staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
             try:
                 current = ms.database.JSONDatabase(work_dir=str(_snapshot(self, staging / "old")), allow_missing=True)
-                merged = ms.database.JSONDatabase(work_dir=str(staging / "new"), allow_missing=True)
+                merged = json_database(staging / "new")
                 _copy_records(current, merged)
                 added = _copy_records(source, merged, skip_seen_in=merged)
                 for name in (WORKLOADS, RECORDS):
@@ -167,7 +167,7 @@ class TuningDatabase:
                     key = int(tvm_ffi.structural_hash(rec.workload.mod))
                     if key not in best or _mean(rec.run_secs) < _mean(best[key].run_secs):  # type: ignore[attr-defined]
                         best[key] = rec
-                pruned = ms.database.JSONDatabase(work_dir=str(staging / "pruned"), allow_missing=True)
+                pruned = json_database(staging / "pruned")
                 for rec in best.values():
                     pruned.commit_tuning_record(_rebind(rec, pruned.commit_workload(rec.workload.mod)))  # type: ignore[attr-defined]
                 for name in (WORKLOADS, RECORDS):
@@ -247,6 +247,14 @@ def import_databases(archive: Path, db_dir: str | os.PathLike[str] | None = None
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def json_database(directory: Path, *, allow_missing: bool = True):
+    """MetaSchedule's JSON database in ``directory`` (created; MetaSchedule does not create it)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    directory.mkdir(parents=True, exist_ok=True)
+    return ms.database.JSONDatabase(work_dir=str(directory), allow_missing=allow_missing)
 
 
 def _snapshot(db: TuningDatabase, dest: Path) -> Path:

@@ -30,7 +30,9 @@ from ...errors import UnsupportedError
 if TYPE_CHECKING:
     from ...graph.io import PreparedModel
 
-Schedule = Literal["sampled", "naive"]
+Schedule = Literal["measured", "sampled", "naive"]
+# Draws per function in "measured" mode; each is built and timed here, with the plain loops as a candidate.
+MEASURED_DRAWS = 4
 SCHEDULED_ATTR = "tirx.is_scheduled"
 # Sampled schedules are drawn with a fixed seed so the same model compiles to the same code.
 _SEED = 20261121
@@ -114,11 +116,13 @@ def unscheduled_functions(mod: tvm.IRModule) -> list[tuple[tvm.ir.GlobalVar, tvm
     return out
 
 
-def sample_schedules(mod: tvm.IRModule, target: tvm.target.Target) -> tuple[tvm.IRModule, int]:
-    """Give every unscheduled fused function one schedule drawn from MetaSchedule's default rules.
+def sample_schedules(mod: tvm.IRModule, target: tvm.target.Target, *, measure: bool = False) -> tuple[tvm.IRModule, int]:
+    """Give every unscheduled fused function a schedule drawn from MetaSchedule's default rules.
 
-    Returns the module and how many functions were scheduled this way. Functions the rules cannot
-    schedule (no valid draw) keep their plain loops.
+    Without ``measure``: the first valid draw, unmeasured (works for any target). With ``measure``
+    (only for this machine's CPU): MEASURED_DRAWS draws and the plain loops are built and timed here,
+    and the fastest is kept. Returns the module and how many functions got a drawn schedule; functions
+    with no valid draw, or whose plain loops measured fastest, keep their plain loops.
     """
     cache: dict[int, tvm.tirx.PrimFunc | None] = {}
     count = 0
@@ -126,7 +130,7 @@ def sample_schedules(mod: tvm.IRModule, target: tvm.target.Target) -> tuple[tvm.
     for gv, func in unscheduled_functions(mod):
         key = tvm_ffi.structural_hash(func.with_attr("global_symbol", "main"))
         if key not in cache:
-            cache[key] = _sample_one(func, target)
+            cache[key] = _measure_best(func, target) if measure else _sample_one(func, target)
         scheduled = cache[key]
         if scheduled is None:
             continue
@@ -154,6 +158,47 @@ def _sample_one(func: tvm.tirx.PrimFunc, target: tvm.target.Target) -> tvm.tirx.
             if all(p.apply(sch) for p in ctx.space_generator.postprocs):
                 return sch.mod["main"]
     return None
+
+
+def _draws(func: tvm.tirx.PrimFunc, target: tvm.target.Target, count: int) -> list[tvm.tirx.PrimFunc]:
+    load_cpu_tensor_intrinsics()
+    ctx = ms.TuneContext(
+        mod=func.with_attr("global_symbol", "main"), target=target, space_generator="post-order-apply",
+        search_strategy="replay-trace", task_name="sample", rand_state=_SEED, num_threads=1,
+    )
+    found: list[tvm.tirx.PrimFunc] = []
+    for _ in range(count * 2):
+        for sch in ctx.generate_design_space():
+            if all(p.apply(sch) for p in ctx.space_generator.postprocs):
+                found.append(sch.mod["main"])
+                break
+        if len(found) >= count:
+            break
+    return found
+
+
+def _time_ms(func: tvm.tirx.PrimFunc, target: tvm.target.Target) -> float:
+    """Median time of ``func`` here on zero-filled arguments (ms); inf when it does not build."""
+    import numpy as np
+
+    dev = tvm.cpu()
+    try:
+        lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target)
+    except Exception:  # a draw the code generator rejects is not a candidate
+        return float("inf")
+    args = [tvm.runtime.tensor(np.zeros([int(d) for d in a.shape], a.dtype), dev)
+            for a in ms.arg_info.ArgInfo.from_prim_func(func)]
+    evaluator = lib.mod.time_evaluator("main", dev, number=1, repeat=3)
+    return float(np.median(evaluator(*args).results)) * 1000.0
+
+
+def _measure_best(func: tvm.tirx.PrimFunc, target: tvm.target.Target) -> tvm.tirx.PrimFunc | None:
+    best, best_ms = None, _time_ms(func, target)
+    for draw in _draws(func, target, MEASURED_DRAWS):
+        ms_ = _time_ms(draw, target)
+        if ms_ < best_ms:
+            best, best_ms = draw, ms_
+    return best
 
 
 def lower_and_build(mod: tvm.IRModule, target: tvm.target.Target) -> relax.VMExecutable:
@@ -188,9 +233,9 @@ def build(
     if database is not None:
         mod = apply_database(mod, target, database)
         report.tuned = total - len(unscheduled_functions(mod))
-    if schedule == "sampled":
-        say("sampling default schedules")
-        mod, report.sampled = sample_schedules(mod, target)
+    if schedule in ("sampled", "measured"):
+        say("sampling default schedules" + (" (measured here)" if schedule == "measured" else ""))
+        mod, report.sampled = sample_schedules(mod, target, measure=schedule == "measured")
     report.naive = len(unscheduled_functions(mod))
     say("building")
     return lower_and_build(mod, target), report

@@ -1,0 +1,1 @@
+"""Where a compiled model runs when it is not this machine: boards over TVM RPC (remote.rpc)."""

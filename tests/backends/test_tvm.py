@@ -1,0 +1,259 @@
+"""The TVM backend: outputs against onnxruntime, aarch64 cross-compilation, op support, foreign-arch
+refusal, the tuning database (re-tune spends nothing, export/import, Ctrl-C keeps records) and RPC errors.
+
+Tuning here uses tiny budgets on zoo:tinycnn: these tests check behaviour and numbers of trials and
+records, not speed (speed is in benchmarks/tvm_trials.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx.helper as oh
+import pytest
+from onnx import TensorProto
+
+pytest.importorskip("tvm", reason='apache-tvm is not installed (pip install "edgecc[tvm]")')
+
+from edgecc.backends import get_backend  # noqa: E402
+from edgecc.errors import UnsupportedError  # noqa: E402
+from edgecc.graph.io import PreparedModel, prepare_model  # noqa: E402
+from edgecc.pipeline import build_artifact, profile_artifact, read_reference  # noqa: E402
+from edgecc.profiling.verify import TOLERANCES  # noqa: E402
+from edgecc.targets import detect_host, load_registry  # noqa: E402
+
+pytestmark = pytest.mark.tvm
+
+QUICK = {"warmup": 1, "runs": 3, "min_time_s": 0.0, "layer_runs": 2}
+ELF_MACHINE = {62: "x86_64", 183: "aarch64"}  # e_machine values (EM_X86_64, EM_AARCH64)
+EDGECC = [sys.executable, "-m", "edgecc"]
+
+
+def elf_machine(path: Path) -> str:
+    head = path.read_bytes()[:20]
+    assert head[:4] == b"\x7fELF", f"{path} is not an ELF file"
+    assert head[4] == 2, "not a 64-bit ELF"
+    return ELF_MACHINE.get(int.from_bytes(head[18:20], "little"), "other")
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*EDGECC, *args], capture_output=True, text=True, timeout=timeout, env=env or os.environ.copy())
+
+
+@pytest.fixture(scope="module")
+def backend():
+    be = get_backend("tvm")
+    if not be.availability().available:
+        pytest.skip(f"tvm unavailable: {be.availability().reason}")
+    return be
+
+
+@pytest.fixture(scope="module")
+def tinycnn() -> PreparedModel:
+    return prepare_model("zoo:tinycnn")
+
+
+@pytest.fixture(scope="module")
+def host_artifact(backend, tinycnn, tmp_path_factory):
+    return build_artifact(tinycnn, detect_host(), backend, "fp32", None, tmp_path_factory.mktemp("tvm") / "host")
+
+
+def test_host_artifact_matches_onnxruntime(backend, host_artifact):
+    row = profile_artifact(host_artifact, backend, **QUICK)
+    assert row.status == "ok" and row.verified is True, row.error
+    _, ref_out = read_reference(host_artifact)
+    scale = max(float(np.abs(v).max()) for v in ref_out.values())
+    assert row.max_abs_error is not None and row.max_abs_error <= TOLERANCES["fp32"].max_rel_error * scale
+    assert row.cosine is not None and row.cosine >= TOLERANCES["fp32"].min_cosine
+    assert elf_machine(host_artifact.file("model.so")) == "x86_64" or detect_host().arch != "x86_64"
+    # per-layer times come from the VM's call instrument: every layer is a fused TVM function
+    assert row.layers and all(l.time_ms > 0 for l in row.layers)
+    assert {"conv2d"} <= {l.op_type for l in row.layers}
+    notes = " ".join(host_artifact.manifest.notes)
+    assert "sampled from default rules" in notes
+    assert host_artifact.manifest.options["num_threads"] == detect_host().cores
+
+
+def test_naive_schedule_matches_onnxruntime_too(backend, tinycnn, tmp_path):
+    art = build_artifact(tinycnn, detect_host(), backend, "fp32", {"schedule": "naive"}, tmp_path / "naive")
+    ref_feeds, ref_out = read_reference(art)
+    with backend.open_runner(art) as runner:
+        got = runner.run(ref_feeds)
+    for name, expected in ref_out.items():
+        np.testing.assert_allclose(got[name], expected, atol=1e-4, rtol=1e-4)
+    assert any("0 sampled" in n and "naive" in n for n in art.manifest.notes), art.manifest.notes
+
+
+def test_aarch64_artifact_is_aarch64_elf_and_refuses_to_run_here(backend, tinycnn, tmp_path):
+    rpi = load_registry().get("raspberry-pi-4")
+    art = build_artifact(tinycnn, rpi, backend, "fp32", None, tmp_path / "rpi")
+    assert elf_machine(art.file("model.so")) == "aarch64"
+    assert art.manifest.target.name == "raspberry-pi-4"
+    if detect_host().arch == "aarch64":
+        pytest.skip("this machine is aarch64: the artifact runs here")
+    proc = cli("profile", str(art.path), "--runs", "1", "--warmup", "0", "--min-time", "0")
+    assert proc.returncode == 3, proc.stderr
+    assert "aarch64" in proc.stderr and "--device rpc://" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_op_is_reported_by_name_before_compiling(backend, tmp_path):
+    from tests.conftest import make_model
+
+    model = make_model(
+        [oh.make_node("Relu", ["x"], ["y"]), oh.make_node("FooBar", ["y"], ["z"], domain="com.acme")],
+        [oh.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [oh.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4])],
+        domains=["com.acme"],
+    )
+    import onnx
+
+    path = tmp_path / "custom.onnx"
+    onnx.save(model, str(path))
+    prepared = prepare_model(str(path))
+    assert backend.unsupported_ops(prepared) == ["com.acme::FooBar"]
+    with pytest.raises(UnsupportedError, match="com.acme::FooBar"):
+        build_artifact(prepared, detect_host(), backend, "fp32", None, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_only_fp32_is_offered(backend):
+    assert backend.precisions(detect_host()) == ("fp32",)
+    with pytest.raises(UnsupportedError, match="fp32"):
+        backend.check_precision(detect_host(), "bf16")
+
+
+@pytest.mark.parametrize("device, code, words", [
+    ("rpc://127.0.0.1:1", 3, "cannot connect"),
+    ("rpc://127.0.0.1:1/rpi4", 3, "tracker"),
+    ("rpc://no-such-host.invalid:9090", 3, "cannot resolve"),
+    ("ssh://pi@board", 2, "not an RPC address"),
+])
+def test_bad_rpc_address_exits_with_clear_message(host_artifact, device, code, words):
+    proc = cli("profile", str(host_artifact.path), "--device", device, "--runs", "1", timeout=120)
+    assert proc.returncode == code, proc.stderr
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- tuning ------------------------------------------------------------------------------------------
+
+
+def test_plan_trials_follows_shares_and_budget():
+    from edgecc.tuning.metaschedule import MIN_TRIALS_PER_TASK, plan_trials
+
+    plan = plan_trials([0.7, 0.2, 0.1], 100)
+    assert sum(plan) == 100 and plan[0] > plan[1] > plan[2] >= MIN_TRIALS_PER_TASK
+    assert plan_trials([0.5, 0.3, 0.2], 8) == [8, 0, 0]  # a tiny budget goes to the largest task whole
+    assert plan_trials([0.5, 0.5], 0) == [0, 0]
+
+
+@pytest.fixture(scope="module")
+def tuned_db(tinycnn, tmp_path_factory):
+    """One real tuning run: 8 trials on tinycnn's largest task, into a fresh database."""
+    from edgecc.tuning.metaschedule import tune_model
+
+    db = tmp_path_factory.mktemp("tvm-db") / "db"
+    result = tune_model(tinycnn, detect_host(), trials=8, db_dir=db)
+    return db, result
+
+
+def test_tune_spends_budget_and_stores_valid_records(tuned_db):
+    from edgecc.tuning.database import list_databases
+
+    db, result = tuned_db
+    assert result.trials_spent == 8 and result.stopped in ("done", "trials")
+    tuned = [t for t in result.tasks if t.status == "tuned"]
+    assert len(tuned) == 1 and tuned[0].trials_spent == 8 and tuned[0].best_ms is not None and tuned[0].best_ms > 0
+    # the largest task by work share is the one tuned
+    assert tuned[0].share == max(t.share for t in result.tasks)
+    [stored] = list_databases(db)
+    summary = stored.summary()
+    assert summary.records == 8 and summary.valid_records >= 1 and result.records_added == 8
+
+
+def test_retune_spends_zero_trials(tuned_db, tinycnn):
+    from edgecc.tuning.metaschedule import tune_model
+
+    db, first = tuned_db
+    again = tune_model(tinycnn, detect_host(), trials=8, db_dir=db)
+    assert again.trials_spent == 0 and again.records_added == 0
+    tuned_name = next(t.name for t in first.tasks if t.status == "tuned")
+    assert next(t for t in again.tasks if t.name == tuned_name).status == "in-database"
+    assert again.tasks_in_database == 1
+
+
+def test_compile_tuned_applies_database_and_matches(backend, tuned_db, tinycnn, tmp_path):
+    db, _ = tuned_db
+    art = build_artifact(tinycnn, detect_host(), backend, "fp32", {"tuned": True, "db": str(db)}, tmp_path / "tuned")
+    notes = " ".join(art.manifest.notes)
+    assert "tvm-metaschedule-apply-database" in art.manifest.passes, notes
+    assert "fused functions: 1 tuned" in notes or "fused functions: 2 tuned" in notes, notes
+    row = profile_artifact(art, backend, **QUICK)
+    assert row.verified is True, row.error
+
+
+def test_db_export_import_roundtrip(tuned_db, tmp_path):
+    env = os.environ.copy()
+    db, _ = tuned_db
+    archive = tmp_path / "share.tar.gz"
+    proc = cli("tuning-db", "export", str(archive), "--db", str(db), env=env)
+    assert proc.returncode == 0, proc.stderr
+    other = tmp_path / "other-db"
+    proc = cli("tuning-db", "import", str(archive), "--db", str(other), env=env)
+    assert proc.returncode == 0, proc.stderr
+    from edgecc.tuning.database import list_databases
+
+    src = {d.fingerprint: d.summary() for d in list_databases(db)}
+    dst = {d.fingerprint: d.summary() for d in list_databases(other)}
+    assert src.keys() == dst.keys()
+    fp = next(iter(src))
+    assert dst[fp].valid_records == src[fp].valid_records >= 1
+    assert "records added" in proc.stdout
+    # importing again adds nothing: records are not duplicated
+    proc = cli("tuning-db", "import", str(archive), "--db", str(other), env=env)
+    assert proc.returncode == 0 and ": 0 records added" in proc.stdout, proc.stdout
+    # prune keeps the best record per workload
+    proc = cli("tuning-db", "prune", "--db", str(other), env=env)
+    assert proc.returncode == 0 and f"{fp}: " in proc.stdout
+    assert list_databases(other)[0].summary().records == dst[fp].workloads or list_databases(other)[0].summary().records >= 1
+
+
+def test_import_rejects_a_file_that_is_not_an_export(tmp_path):
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(b"not a tar file")
+    proc = cli("tuning-db", "import", str(bad), "--db", str(tmp_path / "db"))
+    assert proc.returncode == 2 and "not an edgecc tuning database export" in proc.stderr
+
+
+def test_interrupted_tuning_keeps_records(tmp_path):
+    """SIGINT to a real `edgecc tune` after its first task's batch: exit 130 and the records are kept."""
+    db = tmp_path / "db"
+    proc = subprocess.Popen(
+        [*EDGECC, "tune", "zoo:tinycnn", "--target", "host", "--trials", "16", "--db", str(db)],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    seen = []
+    deadline = time.monotonic() + 900
+    try:
+        for line in proc.stderr:  # one line per measured batch when stderr is not a terminal
+            seen.append(line)
+            if line.startswith("task 2/"):
+                break
+            assert time.monotonic() < deadline, "tuning did not reach its second task in time"
+        else:
+            pytest.fail("tune ended before its second task: " + "".join(seen))
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, "".join(seen) + rest
+    from edgecc.tuning.database import list_databases
+
+    [stored] = list_databases(db)
+    assert stored.summary().valid_records >= 1
+    assert stored.summary().records >= 8  # at least the first task's batch
