@@ -257,3 +257,121 @@ def test_interrupted_tuning_keeps_records(tmp_path):
     [stored] = list_databases(db)
     assert stored.summary().valid_records >= 1
     assert stored.summary().records >= 8  # at least the first task's batch
+
+
+# --- remote boards over TVM RPC ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"server exited with {proc.returncode}"
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"nothing listens on port {port} after {timeout_s} s")
+
+
+@pytest.fixture
+def rpc_processes():
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str) -> subprocess.Popen:
+        p = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env=os.environ | {"TVM_NUM_THREADS": "1"})
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def test_profile_over_rpc_server_on_loopback(host_artifact, rpc_processes):
+    """A real TVM RPC server (this machine's arch) on loopback: upload, run remotely, verify."""
+    port = free_port()
+    server = rpc_processes("tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(port), "--port-end", str(port + 1))
+    wait_for_port(port, server)
+    import json
+
+    proc = cli("profile", str(host_artifact.path), "--device", f"rpc://127.0.0.1:{port}", "--runs", "3",
+               "--warmup", "1", "--min-time", "0", "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout)
+    assert row["verified"] is True and row["cosine"] >= TOLERANCES["fp32"].min_cosine
+    assert row["layers"] == []  # no per-layer times over RPC
+
+
+def test_profile_through_tracker_by_key(host_artifact, rpc_processes):
+    tracker_port, server_port = free_port(), free_port()
+    tracker = rpc_processes("tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(tracker_port),
+                            "--port-end", str(tracker_port + 1))
+    wait_for_port(tracker_port, tracker)
+    server = rpc_processes("tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(server_port),
+                           "--port-end", str(server_port + 1), "--tracker", f"127.0.0.1:{tracker_port}", "--key", "edgecc-test")
+    wait_for_port(server_port, server)
+    time.sleep(1.0)  # the server registers with the tracker after it listens
+    proc = cli("profile", str(host_artifact.path), "--device", f"rpc://127.0.0.1:{tracker_port}/edgecc-test",
+               "--runs", "2", "--warmup", "0", "--min-time", "0", "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    assert '"verified": true' in proc.stdout
+
+
+# --- the emulated aarch64 board (slow: scripts/arm-emulator.sh) -------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+ARM_SCRIPT = REPO / "scripts" / "arm-emulator.sh"
+
+
+@pytest.fixture(scope="module")
+def arm_board():
+    """rpc://127.0.0.1:PORT of the emulated board; set up once (cached), started for this module."""
+    import shutil
+
+    if detect_host().arch != "x86_64":
+        pytest.skip("the emulated board is for x86_64 hosts")
+    if os.geteuid() != 0:
+        pytest.skip("the emulated aarch64 board needs root (debootstrap, chroot, binfmt): run scripts/arm-emulator.sh as root")
+    missing = [t for t in ("debootstrap", "qemu-aarch64-static", "update-binfmts") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"the emulated aarch64 board needs {', '.join(missing)} (apt-get install debootstrap qemu-user-static binfmt-support)")
+    env = os.environ | {"EDGECC_HOST_PYTHON": sys.executable, "EDGECC_ARM_RPC_PORT": str(free_port())}
+    setup = subprocess.run(["bash", str(ARM_SCRIPT), "setup"], capture_output=True, text=True, env=env, timeout=1500)
+    if setup.returncode != 0:
+        pytest.skip(f"the emulated board could not be set up: {(setup.stderr or setup.stdout).strip().splitlines()[-1:]}")
+    start = subprocess.run(["bash", str(ARM_SCRIPT), "start"], capture_output=True, text=True, env=env, timeout=300)
+    assert start.returncode == 0, start.stderr
+    yield start.stdout.strip().splitlines()[-1]
+    subprocess.run(["bash", str(ARM_SCRIPT), "stop"], capture_output=True, text=True, env=env, timeout=60)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["zoo:tinycnn", "zoo:resnet18"])
+def test_raspberry_pi_artifact_runs_on_emulated_board(arm_board, backend, model, tmp_path):
+    import json
+
+    out = tmp_path / "rpi"
+    proc = cli("compile", model, "--target", "raspberry-pi-4", "--backend", "tvm", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert elf_machine(out / "model.so") == "aarch64"
+    proc = cli("profile", str(out), "--device", arm_board, "--runs", "1", "--warmup", "0", "--min-time", "0",
+               "--json", "-", timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout)
+    assert row["verified"] is True and row["cosine"] >= TOLERANCES["fp32"].min_cosine, row
