@@ -151,6 +151,12 @@ def tune_model(
             )
         # The runner's workers inherit this; MetaSchedule measures with the threads the model will use.
         set_runtime_threads(threads or local_threads(settings.num_cores))
+    else:
+        from ..remote.rpc import probe
+
+        if not rpc.key:
+            raise BadInputError(f"tuning over RPC needs a tracker and a device key: rpc://TRACKER:PORT/KEY (got {rpc.url})")
+        probe(rpc)  # a tracker that is not there fails now, not after every batch
     db = TuningDatabase.for_target(settings, db_dir)
     t0 = time.monotonic()
     tvm_target = lowering.make_target(settings.to_tvm_dict())
@@ -236,7 +242,7 @@ def tune_model(
                     tasks=[ctx], task_weights=[1.0], work_dir=str(session_dir / "logs"),
                     max_trials_global=plan.trials, max_trials_per_task=plan.trials,
                     num_trials_per_iter=min(MAX_BATCH, plan.trials),
-                    builder=ms.builder.LocalBuilder(timeout_sec=BUILD_TIMEOUT_S),
+                    builder=_builder(target, rpc),
                     runner=_runner(rpc),
                     database=session_db,
                     cost_model="xgb",
@@ -301,6 +307,29 @@ def _has_valid_record(db, mod) -> bool:
         return False
     top = db.get_top_k(db.commit_workload(mod), 1)
     return bool(top) and all(float(s) < FAILED_RUN_SECS for s in top[0].run_secs)
+
+
+def export_cross_aarch64(mod) -> str:
+    """MetaSchedule builder export for aarch64 boards: a shared library linked here with the cross
+    compiler (the default export is a tar of objects the board would have to link itself)."""
+    from tvm.support.cc import cross_compiler
+
+    path = os.path.join(tempfile.mkdtemp(prefix="edgecc-ms-"), "candidate.so")
+    mod.export_library(path, fcompile=cross_compiler("aarch64-linux-gnu-g++"))
+    return path
+
+
+def _builder(target: Target, rpc: RpcAddress | None):
+    import platform
+
+    from tvm.s_tir import meta_schedule as ms
+
+    from ..backends.tvm.compile import linker_for, target_arch
+
+    if rpc is not None and target_arch(target) == "aarch64" and platform.machine() != "aarch64":
+        linker_for(target)  # fails with the install command when the cross compiler is missing
+        return ms.builder.LocalBuilder(timeout_sec=BUILD_TIMEOUT_S, f_export=export_cross_aarch64)
+    return ms.builder.LocalBuilder(timeout_sec=BUILD_TIMEOUT_S)
 
 
 def _runner(rpc: RpcAddress | None):

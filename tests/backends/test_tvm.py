@@ -333,6 +333,19 @@ def test_profile_through_tracker_by_key(host_artifact, rpc_processes):
     assert '"verified": true' in proc.stdout
 
 
+@pytest.mark.parametrize("extra, code, words", [
+    ([], 3, "--device rpc://TRACKER:PORT/KEY"),
+    (["--device", "rpc://127.0.0.1:1/rpi4"], 3, "cannot connect"),
+    (["--device", "rpc://127.0.0.1:1"], 2, "needs a tracker and a device key"),
+])
+def test_tune_for_a_board_needs_a_reachable_tracker(extra, code, words, tmp_path):
+    proc = cli("tune", "zoo:tinycnn", "--target", "raspberry-pi-4", "--trials", "8", "--db", str(tmp_path / "db"), *extra,
+               timeout=120)
+    assert proc.returncode == code, proc.stderr
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "db").exists() or not any((tmp_path / "db").iterdir())
+
+
 # --- the emulated aarch64 board (slow: scripts/arm-emulator.sh) -------------------------------------
 
 REPO = Path(__file__).resolve().parents[2]
