@@ -91,9 +91,13 @@ def main() -> None:
                          "again_trials": again.trials_spent, "tasks_in_db": again.tasks_in_database}
             results[name] = {"rows": rows, "reuse": reuse}
             (RESULTS / f"tvm-host-{name}.json").write_text(json.dumps(results[name], indent=2) + "\n", encoding="utf-8")
+            write_markdown(args.out, host, results)  # after each model, so a long run leaves what it measured
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    print(args.out.read_text())
 
+
+def write_markdown(out: Path, host, results: dict[str, dict]) -> None:
     lines = [
         "# TVM on this host: latency against tuning trials",
         "",
@@ -122,8 +126,7 @@ def main() -> None:
             lines += ["", f"Database reuse: tuning {u['budget']} trials took {u['first_s']} s; the same command again "
                       f"took {u['again_s']} s and spent {u['again_trials']} trials ({u['tasks_in_db']} tasks found in the database)."]
         lines.append("")
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(args.out.read_text())
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@
 #   scripts/arm-emulator.sh stop | status
 #
 # Needs root and Debian's qemu-user-static, binfmt-support and debootstrap (apt-get install them).
-# EDGECC_ARM_ROOTFS (default /var/cache/edgecc/arm64-rootfs) and EDGECC_ARM_RPC_PORT (default 9190).
+# EDGECC_ARM_ROOTFS (default /var/cache/edgecc/arm64-rootfs), EDGECC_ARM_RPC_PORT (default 9190),
+# EDGECC_ARM_TRACKER=HOST:PORT and EDGECC_ARM_KEY to register the board with a TVM RPC tracker.
 set -euo pipefail
 
 ROOTFS=${EDGECC_ARM_ROOTFS:-/var/cache/edgecc/arm64-rootfs}
@@ -61,8 +62,12 @@ start() {
     if running; then echo "rpc://127.0.0.1:$PORT"; return 0; fi
     mountpoint -q "$ROOTFS/proc" || mount -t proc proc "$ROOTFS/proc"
     # The full library, not the runtime-only one: the MetaSchedule runner needs its random-fill function.
-    chroot "$ROOTFS" env PYTHONPATH="$SITE" TVM_NUM_THREADS=2 \
-        python3 -m tvm.exec.rpc_server --host 127.0.0.1 --port "$PORT" --port-end "$((PORT + 1))" >"$LOG" 2>&1 &
+    # With EDGECC_ARM_TRACKER=HOST:PORT the server registers there under EDGECC_ARM_KEY (default rpi4-emu).
+    local tracker=()
+    [ -n "${EDGECC_ARM_TRACKER:-}" ] && tracker=(--tracker "$EDGECC_ARM_TRACKER" --key "${EDGECC_ARM_KEY:-rpi4-emu}")
+    # setsid: the server forks worker processes; stop ends the whole group.
+    setsid chroot "$ROOTFS" env PYTHONPATH="$SITE" TVM_NUM_THREADS=2 \
+        python3 -m tvm.exec.rpc_server --host 127.0.0.1 --port "$PORT" --port-end "$((PORT + 1))" "${tracker[@]}" >"$LOG" 2>&1 &
     echo $! >"$PIDFILE"
     for _ in $(seq 1 120); do
         if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $PORT), 1)" 2>/dev/null; then
@@ -76,7 +81,8 @@ start() {
 }
 
 stop() {
-    if running; then kill "$(cat "$PIDFILE")" && rm -f "$PIDFILE"; echo "stopped"; else echo "not running"; fi
+    if running; then kill -- "-$(cat "$PIDFILE")" 2>/dev/null || kill "$(cat "$PIDFILE")"; rm -f "$PIDFILE"; echo "stopped"
+    else echo "not running"; fi
 }
 
 status() {

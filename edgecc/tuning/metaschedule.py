@@ -126,9 +126,8 @@ def tune_model(
     Measures here (``rpc`` None; only for this machine's architecture) or on the boards behind an RPC
     tracker. Records are merged into the database for the target's fingerprint under ``db_dir``.
     """
-    import tvm
-    from tvm.s_tir import meta_schedule as ms
     from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
 
     from ..backends.base import local_threads
     from ..backends.tvm import lowering
@@ -197,6 +196,7 @@ def tune_model(
     stopped: Literal["done", "trials", "time", "interrupted"] = "done"
     order = sorted((i for i in pending if plans[i].trials > 0), key=lambda i: -plans[i].share)
     current = {"index": 0}
+    time_up = {"hit": False}
 
     def emit(plan: TaskPlan) -> None:
         if on_event is not None:
@@ -222,6 +222,9 @@ def tune_model(
                         self.plan.best_ms = ms_
             emit(self.plan)
             if time_budget_s is not None and time.monotonic() - t0 > time_budget_s:
+                # An exception is the only way out of MetaSchedule's loop; it reaches the caller as a
+                # plain RuntimeError through TVM's FFI, so the flag says why.
+                time_up["hit"] = True
                 raise _TimeUp()
 
     try:
@@ -252,16 +255,14 @@ def tune_model(
                 plan.status = "tuned" if plan.best_ms is not None else "failed"
                 if plan.best_ms is None:
                     plan.error = "no candidate measured successfully"
-            except _TimeUp:
-                plan.status = "tuned" if plan.best_ms is not None else "interrupted"
-                stopped = "time"
-                break
-            except tvm.error.TVMError as e:
-                if "_TimeUp" in str(e):
+            except Exception as e:  # MetaSchedule reports any failure as a plain exception through the FFI
+                if time_up["hit"]:
                     plan.status = "tuned" if plan.best_ms is not None else "interrupted"
                     stopped = "time"
                     break
-                plan.status, plan.error = "failed", str(e).strip().splitlines()[-1][:300]
+                # One task failing is data in the result (status, error), not the end of the run.
+                lines = [l for l in str(e).strip().splitlines() if l.strip()]
+                plan.status, plan.error = "failed", (lines[-1] if lines else type(e).__name__)[:300]
         else:
             if spent >= trials and any(p.status == "skipped" for p in plans):
                 stopped = "trials"

@@ -196,6 +196,13 @@ def test_compile_tuned_applies_database_and_matches(backend, tuned_db, tinycnn, 
     assert row.verified is True, row.error
 
 
+def test_compile_tuned_without_records_says_to_tune_first(tmp_path):
+    proc = cli("compile", "zoo:tinycnn", "--target", "host", "--backend", "tvm", "--tuned", "--option", f"db={tmp_path / 'empty'}",
+               "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "edgecc tune" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_db_export_import_roundtrip(tuned_db, tmp_path):
     env = os.environ.copy()
     db, _ = tuned_db
@@ -289,18 +296,26 @@ def rpc_processes():
     started: list[subprocess.Popen] = []
 
     def start(*args: str) -> subprocess.Popen:
+        # A session of its own: the RPC server forks worker processes, stopped with it as one group.
         p = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             env=os.environ | {"TVM_NUM_THREADS": "1"})
+                             env=os.environ | {"TVM_NUM_THREADS": "1"}, start_new_session=True)
         started.append(p)
         return p
 
     yield start
     for p in started:
-        p.terminate()
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
+        stop_group(p)
+
+
+def stop_group(p: subprocess.Popen) -> None:
+    try:
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=10)
 
 
 def test_profile_over_rpc_server_on_loopback(host_artifact, rpc_processes):
@@ -354,7 +369,8 @@ ARM_SCRIPT = REPO / "scripts" / "arm-emulator.sh"
 
 @pytest.fixture(scope="module")
 def arm_board():
-    """rpc://127.0.0.1:PORT of the emulated board; set up once (cached), started for this module."""
+    """(rpc://127.0.0.1:PORT, rpc://127.0.0.1:TRACKER/rpi4-emu) of the emulated board, registered with a
+    tracker on this machine; the root filesystem is set up once and cached, the server started here."""
     import shutil
 
     if detect_host().arch != "x86_64":
@@ -364,14 +380,24 @@ def arm_board():
     missing = [t for t in ("debootstrap", "qemu-aarch64-static", "update-binfmts") if shutil.which(t) is None]
     if missing:
         pytest.skip(f"the emulated aarch64 board needs {', '.join(missing)} (apt-get install debootstrap qemu-user-static binfmt-support)")
-    env = os.environ | {"EDGECC_HOST_PYTHON": sys.executable, "EDGECC_ARM_RPC_PORT": str(free_port())}
+    port, tracker_port = free_port(), free_port()
+    env = os.environ | {"EDGECC_HOST_PYTHON": sys.executable, "EDGECC_ARM_RPC_PORT": str(port),
+                        "EDGECC_ARM_TRACKER": f"127.0.0.1:{tracker_port}", "EDGECC_ARM_KEY": "rpi4-emu"}
     setup = subprocess.run(["bash", str(ARM_SCRIPT), "setup"], capture_output=True, text=True, env=env, timeout=1500)
     if setup.returncode != 0:
         pytest.skip(f"the emulated board could not be set up: {(setup.stderr or setup.stdout).strip().splitlines()[-1:]}")
-    start = subprocess.run(["bash", str(ARM_SCRIPT), "start"], capture_output=True, text=True, env=env, timeout=300)
-    assert start.returncode == 0, start.stderr
-    yield start.stdout.strip().splitlines()[-1]
-    subprocess.run(["bash", str(ARM_SCRIPT), "stop"], capture_output=True, text=True, env=env, timeout=60)
+    tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(tracker_port),
+                                "--port-end", str(tracker_port + 1)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        wait_for_port(tracker_port, tracker)
+        start = subprocess.run(["bash", str(ARM_SCRIPT), "start"], capture_output=True, text=True, env=env, timeout=300)
+        assert start.returncode == 0, start.stderr
+        time.sleep(2.0)  # registration with the tracker follows the listen
+        yield f"rpc://127.0.0.1:{port}", f"rpc://127.0.0.1:{tracker_port}/rpi4-emu"
+    finally:
+        subprocess.run(["bash", str(ARM_SCRIPT), "stop"], capture_output=True, text=True, env=env, timeout=60)
+        stop_group(tracker)
 
 
 @pytest.mark.slow
@@ -379,12 +405,37 @@ def arm_board():
 def test_raspberry_pi_artifact_runs_on_emulated_board(arm_board, backend, model, tmp_path):
     import json
 
+    direct, _ = arm_board
     out = tmp_path / "rpi"
     proc = cli("compile", model, "--target", "raspberry-pi-4", "--backend", "tvm", "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     assert elf_machine(out / "model.so") == "aarch64"
-    proc = cli("profile", str(out), "--device", arm_board, "--runs", "1", "--warmup", "0", "--min-time", "0",
+    proc = cli("profile", str(out), "--device", direct, "--runs", "1", "--warmup", "0", "--min-time", "0",
                "--json", "-", timeout=900)
     assert proc.returncode == 0, proc.stderr
     row = json.loads(proc.stdout)
     assert row["verified"] is True and row["cosine"] >= TOLERANCES["fp32"].min_cosine, row
+
+
+@pytest.mark.slow
+def test_tune_through_tracker_on_emulated_board(arm_board, backend, tmp_path):
+    """MetaSchedule's RPC runner measures candidates on the emulated board; the tuned compile runs there."""
+    import json
+
+    _, tracker = arm_board
+    db = tmp_path / "db"
+    proc = cli("tune", "zoo:tinycnn", "--target", "raspberry-pi-4", "--trials", "8", "--db", str(db), "--device", tracker,
+               "--json", "-", timeout=1200)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["trials_spent"] == 8 and result["records_added"] == 8
+    assert any(t["status"] == "tuned" and t["best_ms"] for t in result["tasks"]), result["tasks"]
+    out = tmp_path / "rpi-tuned"
+    proc = cli("compile", "zoo:tinycnn", "--target", "raspberry-pi-4", "--backend", "tvm", "--tuned",
+               "--option", f"db={db}", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "tvm-metaschedule-apply-database" in json.loads((out / "manifest.json").read_text())["passes"]
+    proc = cli("profile", str(out), "--device", tracker, "--runs", "1", "--warmup", "0", "--min-time", "0",
+               "--json", "-", timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["verified"] is True

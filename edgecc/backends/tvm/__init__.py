@@ -24,10 +24,11 @@ _DIRECT_OPS = frozenset({"If", "Constant"})
 
 
 class TvmOptions(BackendOptions):
-    schedule: Literal["sampled", "naive"] = Field(
+    schedule: Literal["sampled", "measured", "naive"] = Field(
         "sampled",
         description="schedule for functions the database does not cover: 'sampled' draws one schedule per "
-        "function from MetaSchedule's default rules (no measurement); 'naive' keeps TVM's plain loops",
+        "function from MetaSchedule's default rules (no measurement); 'measured' times a few draws and the "
+        "plain loops here and keeps the fastest (this machine's architecture only); 'naive' keeps TVM's plain loops",
     )
     tuned: bool = Field(False, description="apply the tuning database's records for this target (edgecc tune)")
     db: str | None = Field(None, description="tuning database directory; default: the user cache (tvm/tuning)")

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...errors import BackendUnavailable
+from ...errors import BackendUnavailable, BadInputError, UnsupportedError
 from ..base import BackendOptions, CompileOutput, Compiler
 
 if TYPE_CHECKING:
@@ -59,13 +59,24 @@ class TvmCompiler(Compiler):
 
         opts: TvmOptions = options  # type: ignore[assignment]
         fcompile = linker_for(target)  # fail before the (long) build when the linker is missing
+        if opts.schedule == "measured" and fcompile is not None:
+            raise UnsupportedError(
+                f"schedule=measured times candidates on this machine; {target.name} is {target_arch(target)} code: "
+                "use schedule=sampled, or tune on the board (edgecc tune --device)"
+            )
         tvm_target = lowering.make_target(target.tvm.to_tvm_dict())  # type: ignore[union-attr]
         notes: list[str] = []
         database = None
         if opts.tuned:
             db = TuningDatabase.for_target(target.tvm, opts.db)  # type: ignore[arg-type]
+            valid = db.count_records()
+            if valid == 0:
+                raise BadInputError(
+                    f"--tuned: the tuning database has no records for {target.name} ({db.path}); "
+                    f"run: edgecc tune MODEL --target {target.name}" + (f" --db {opts.db}" if opts.db else "")
+                )
             database = db.load_for_compile()
-            notes.append(f"tuning database: {db.path} ({db.count_records()} records)")
+            notes.append(f"tuning database: {db.path} ({valid} valid records)")
         executable, report = lowering.build(model, tvm_target, schedule=opts.schedule, database=database)
         executable.export_library(str(out_dir / LIBRARY_FILE), fcompile=fcompile)
         notes.append(
