@@ -178,7 +178,7 @@ class Backend(ABC):
     def open_runner(self, artifact: Artifact, *, profile_layers: bool = False) -> Runner:
         """Open ``artifact`` for running here; with ``profile_layers`` the runner records per-layer times."""
 
-    def open_remote_runner(self, artifact: Artifact, device: str, *, timeout_s: float = 60.0) -> Runner:
+    def open_remote_runner(self, artifact: Artifact, device: str, *, timeout_s: float = 1800.0) -> Runner:
         """Open ``artifact`` on the remote ``device`` (e.g. rpc://host:port); backends that can override this."""
         raise UnsupportedError(f"backend {self.name} does not run artifacts on remote devices ({device})")
 

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 _ADDRESS = re.compile(r"^rpc://(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})(?:/(?P<key>[A-Za-z0-9_.:-]+))?/?$")
 CONNECT_TIMEOUT_S = 10.0
+# The server ends a session after this long; a profile of a slow model on a small board takes minutes.
+SESSION_TIMEOUT_S = 1800.0
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,8 @@ def probe(address: RpcAddress, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         ) from None
 
 
-def connect(address: RpcAddress, *, timeout_s: float = 60.0):
+def connect(address: RpcAddress, *, timeout_s: float = SESSION_TIMEOUT_S):
     """An RPC session with the board (through the tracker when the address has a key)."""
-    import tvm
     from tvm import rpc
 
     probe(address, min(timeout_s, CONNECT_TIMEOUT_S))
@@ -79,7 +80,9 @@ def connect(address: RpcAddress, *, timeout_s: float = 60.0):
             tracker = rpc.connect_tracker(address.host, address.port)
             return tracker.request(address.key, session_timeout=timeout_s, max_retry=2)
         return rpc.connect(address.host, address.port, session_timeout=timeout_s)
-    except (tvm.error.TVMError, RuntimeError, OSError) as e:
+    except Exception as e:  # TVM's RPC raises plain RuntimeError/TVM errors; each means the board said no
+        if isinstance(e, KeyboardInterrupt):
+            raise
         first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise BackendUnavailable(f"{address.url}: the RPC handshake failed: {first}") from None
 
@@ -90,7 +93,7 @@ class RpcRunner(Runner):
     Latency measured through this runner includes sending inputs and fetching outputs over the network.
     """
 
-    def __init__(self, artifact: Artifact, device: str, *, timeout_s: float = 60.0):
+    def __init__(self, artifact: Artifact, device: str, *, timeout_s: float = SESSION_TIMEOUT_S):
         super().__init__(artifact)
         from tvm import relax
 
@@ -115,8 +118,14 @@ class RpcRunner(Runner):
 
         from ..backends.tvm.run import outputs_by_name
 
-        args = [tvm.runtime.tensor(np.ascontiguousarray(feeds[s.name]), self._dev) for s in self.inputs]
-        return outputs_by_name(self._vm["main"](*args), [s.name for s in self.outputs])
+        try:
+            args = [tvm.runtime.tensor(np.ascontiguousarray(feeds[s.name]), self._dev) for s in self.inputs]
+            return outputs_by_name(self._vm["main"](*args), [s.name for s in self.outputs])
+        except Exception as e:  # the session broke (board gone, session time over): say so, not a traceback
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            lines = [l for l in str(e).strip().splitlines() if l.strip()]
+            raise BackendUnavailable(f"{self.address.url}: the board stopped answering: {lines[-1] if lines else type(e).__name__}") from None
 
     def close(self) -> None:
         # A tracker-registered server serves one session at a time: drop every remote object first.

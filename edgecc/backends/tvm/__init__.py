@@ -92,8 +92,9 @@ class TvmBackend(Backend):
 
         return TvmRunner(artifact, profile_layers=profile_layers)
 
-    def open_remote_runner(self, artifact: Artifact, device: str, *, timeout_s: float = 60.0) -> Runner:
-        """Run ``artifact`` on the board at ``device`` (rpc://host:port[/key]) over TVM RPC."""
+    def open_remote_runner(self, artifact: Artifact, device: str, *, timeout_s: float = 1800.0) -> Runner:
+        """Run ``artifact`` on the board at ``device`` (rpc://host:port[/key]) over TVM RPC; the session
+        ends after ``timeout_s``."""
         from ...remote.rpc import RpcRunner
 
         return RpcRunner(artifact, device, timeout_s=timeout_s)
