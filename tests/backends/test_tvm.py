@@ -151,6 +151,26 @@ def test_plan_trials_follows_shares_and_budget():
     assert plan_trials([0.5, 0.5], 0) == [0, 0]
 
 
+def test_time_budget_parsing():
+    from edgecc.cli.tvm import parse_duration
+    from edgecc.errors import BadInputError
+
+    assert parse_duration("90") == 90 and parse_duration("20m") == 1200 and parse_duration("1h30m") == 5400
+    assert parse_duration("45s") == 45 and parse_duration(None) is None
+    with pytest.raises(BadInputError, match="20m"):
+        parse_duration("twenty minutes")
+
+
+def test_fingerprint_separates_targets_and_tvm_versions():
+    from edgecc.tuning.database import fingerprint
+
+    rpi4 = load_registry().get("raspberry-pi-4").tvm.to_tvm_dict()
+    rpi5 = load_registry().get("raspberry-pi-5").tvm.to_tvm_dict()
+    assert fingerprint(rpi4, "0.27") == fingerprint(dict(rpi4), "0.27")
+    assert fingerprint(rpi4, "0.27").startswith("aarch64-cortex-a72-4c-")
+    assert len({fingerprint(rpi4, "0.27"), fingerprint(rpi5, "0.27"), fingerprint(rpi4, "0.28")}) == 3
+
+
 @pytest.fixture(scope="module")
 def tuned_db(tinycnn, tmp_path_factory):
     """One real tuning run: 8 trials on tinycnn's largest task, into a fresh database."""
