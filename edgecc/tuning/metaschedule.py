@@ -260,6 +260,8 @@ def tune_model(
                     plan.status = "tuned" if plan.best_ms is not None else "interrupted"
                     stopped = "time"
                     break
+                if "KeyboardInterrupt" in f"{type(e).__name__}: {e}":  # Ctrl-C inside a callback, wrapped by the FFI
+                    raise KeyboardInterrupt from None
                 # One task failing is data in the result (status, error), not the end of the run.
                 lines = [l for l in str(e).strip().splitlines() if l.strip()]
                 plan.status, plan.error = "failed", (lines[-1] if lines else type(e).__name__)[:300]
