@@ -75,7 +75,8 @@ def test_host_artifact_matches_onnxruntime(backend, host_artifact):
     assert row.layers and all(l.time_ms > 0 for l in row.layers)
     assert {"conv2d"} <= {l.op_type for l in row.layers}
     notes = " ".join(host_artifact.manifest.notes)
-    assert "sampled from default rules" in notes
+    assert host_artifact.manifest.options["schedule"] == "measured"  # "auto" on this machine's architecture
+    assert "fastest of a few measured here" in notes
     assert host_artifact.manifest.options["num_threads"] == detect_host().cores
 
 
@@ -86,7 +87,7 @@ def test_naive_schedule_matches_onnxruntime_too(backend, tinycnn, tmp_path):
         got = runner.run(ref_feeds)
     for name, expected in ref_out.items():
         np.testing.assert_allclose(got[name], expected, atol=1e-4, rtol=1e-4)
-    assert any("0 sampled" in n and "naive" in n for n in art.manifest.notes), art.manifest.notes
+    assert any("0 tuned, 0 drawn" in n and "naive" in n for n in art.manifest.notes), art.manifest.notes
 
 
 def test_aarch64_artifact_is_aarch64_elf_and_refuses_to_run_here(backend, tinycnn, tmp_path):
@@ -94,6 +95,9 @@ def test_aarch64_artifact_is_aarch64_elf_and_refuses_to_run_here(backend, tinycn
     art = build_artifact(tinycnn, rpi, backend, "fp32", None, tmp_path / "rpi")
     assert elf_machine(art.file("model.so")) == "aarch64"
     assert art.manifest.target.name == "raspberry-pi-4"
+    assert art.manifest.options["schedule"] == "sampled"  # "auto" cannot measure aarch64 code here
+    with pytest.raises(UnsupportedError, match="schedule=measured"):
+        build_artifact(tinycnn, rpi, backend, "fp32", {"schedule": "measured"}, tmp_path / "rpi-measured")
     if detect_host().arch == "aarch64":
         pytest.skip("this machine is aarch64: the artifact runs here")
     proc = cli("profile", str(art.path), "--runs", "1", "--warmup", "0", "--min-time", "0")

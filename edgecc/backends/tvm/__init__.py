@@ -24,11 +24,12 @@ _DIRECT_OPS = frozenset({"If", "Constant"})
 
 
 class TvmOptions(BackendOptions):
-    schedule: Literal["sampled", "measured", "naive"] = Field(
-        "sampled",
-        description="schedule for functions the database does not cover: 'sampled' draws one schedule per "
-        "function from MetaSchedule's default rules (no measurement); 'measured' times a few draws and the "
-        "plain loops here and keeps the fastest (this machine's architecture only); 'naive' keeps TVM's plain loops",
+    schedule: Literal["auto", "measured", "sampled", "naive"] = Field(
+        "auto",
+        description="schedule for functions the database does not cover: 'measured' times a few schedules drawn "
+        "from MetaSchedule's default rules and the plain loops here, keeping the fastest (this machine's "
+        "architecture only); 'sampled' keeps the first draw, unmeasured; 'naive' keeps TVM's plain loops; "
+        "'auto' (default): measured when the target is this machine's architecture, else sampled",
     )
     tuned: bool = Field(False, description="apply the tuning database's records for this target (edgecc tune)")
     db: str | None = Field(None, description="tuning database directory; default: the user cache (tvm/tuning)")

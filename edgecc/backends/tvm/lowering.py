@@ -2,14 +2,17 @@
 
 One path serves compile and tuning, so the fused functions MetaSchedule tunes are exactly the ones the
 compile looks up in the database. Every fused function gets a schedule from one of three sources, in
-this order: a tuned record from the database (when given), a schedule sampled once from
-MetaSchedule's default rules for the target ("sampled"), or none at all ("naive": TVM's plain loops,
-single-threaded and unvectorised).
+this order: a tuned record from the database (when given), a schedule drawn from MetaSchedule's
+default rules for the target ("sampled": the first valid draw; "measured": the fastest of a few), or
+none at all ("naive": TVM's plain loops, single-threaded and unvectorised).
 
-Measured on ResNet-18, 2-core Zen 4 host (benchmarks/results/tvm-host.md): naive 1864 ms, sampled
-460 ms, onnxruntime ~10 ms. Sampling takes ~30 s on ResNet-18 and needs no measurement, so it also
-serves cross-compiled targets. TVM's "default" pipeline adds no CPU schedule (1870 ms) and dlight has
-CPU rules only for GEMV and reductions, so neither is offered.
+A fourth, "measured", draws a few schedules per function, times them and the plain loops here and
+keeps the fastest. ResNet-18 on the shared 2-core Zen 4 host, as a fraction of onnxruntime's speed in
+the same run (benchmarks/results/tvm-host.md): naive 0.03x, sampled 0.06x (one draw can also be slower
+than the plain loops: it is not measured), measured 0.46x (~200 s of compile), 256 tuning trials
+0.88x. Measuring needs this machine's CPU, so cross-compiled targets get sampled schedules. TVM's
+"default" relax pipeline adds no CPU schedule (as slow as naive) and dlight has CPU rules only for
+GEMV and reductions, so neither is offered.
 
 ``tvm`` is imported by the callers' callers only (the backend imports this module lazily).
 """
