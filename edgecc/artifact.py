@@ -6,6 +6,7 @@ complete, so a failed compile leaves whatever was at the destination untouched.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -18,6 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
+from .atomic import write_atomic
 from .errors import ArtifactError, BadInputError
 from .graph.io import TensorSpec, sha256_file
 from .targets import TARGET_ADAPTER, Target
@@ -117,38 +119,55 @@ def check_destination(out_dir: Path) -> None:
             raise BadInputError(f"{out_dir}: exists, is not empty and is not an edgecc artifact; choose another -o")
 
 
+def _remove_stale_staging(out_dir: Path) -> None:
+    """Staging directories left by a compile that was killed (its pid is gone) are removed."""
+    import psutil
+
+    for leftover in out_dir.parent.glob(f".{out_dir.name}.*.partial"):
+        pid = leftover.name[len(out_dir.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _lock_path(out_dir: Path) -> Path:
+    """The lock for writing ``out_dir``: in the user cache, so nothing is left beside the artifact."""
+    from .cache import cache_dir
+
+    return cache_dir("locks") / (hashlib.sha256(str(out_dir).encode()).hexdigest()[:24] + ".lock")
+
+
 def write_artifact(out_dir: Path, build: Callable[[Path], Manifest]) -> Artifact:
     """Call ``build(staging_dir)`` to fill a staging directory and return the manifest (without
     ``files``); checksum the files, write the manifest and move the whole into ``out_dir`` atomically.
 
-    An artifact already at ``out_dir`` is replaced only after the new one is complete.
+    An artifact already at ``out_dir`` is replaced only after the new one is complete; two processes
+    writing the same ``out_dir`` take turns (a lock beside it), and the last one wins whole.
     """
+    from filelock import FileLock
+
     out_dir = Path(out_dir).absolute()
     check_destination(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    _remove_stale_staging(out_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.{os.getpid()}.", suffix=".partial", dir=out_dir.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; an artifact is an ordinary directory
     try:
         manifest = build(staging)
         manifest = manifest.model_copy(update={"files": _checksums(staging)})
-        _write_json_atomic(staging / MANIFEST, manifest.model_dump(mode="json"))
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            os.replace(out_dir, old)
-            os.replace(staging, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out_dir)
+        write_atomic(staging / MANIFEST, json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
+        with FileLock(str(_lock_path(out_dir))):
+            check_destination(out_dir)
+            if out_dir.exists():
+                old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old.partial")
+                os.replace(out_dir, old)
+                os.replace(staging, out_dir)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(staging, out_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return Artifact(out_dir, manifest)
-
-
-def _write_json_atomic(path: Path, data: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def load_artifact(path: str | os.PathLike[str], *, verify: bool = True) -> Artifact:

@@ -55,6 +55,11 @@ class VerificationError(EdgeccError):
     exit_code = EXIT_VERIFICATION
 
 
+class EdgeccWarning(UserWarning):
+    """Something the user should know that does not stop the work (e.g. NaN weights). The CLI prints
+    it as one 'warning:' line."""
+
+
 def suggest(name: str, known: list[str] | tuple[str, ...]) -> str:
     """Return ' (did you mean X?)' for the closest known name, or '' when nothing is close."""
     import difflib

@@ -14,15 +14,20 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import EdgeccError
 
-Kind = Literal["ok", "error", "crash", "timeout"]
+if TYPE_CHECKING:
+    import psutil
+
+Kind = Literal["ok", "error", "crash", "timeout", "memory"]
+_POLL_S = 0.1
 
 
 @dataclass
@@ -44,6 +49,8 @@ def _describe_exit(exitcode: int | None) -> str:
             name = signal.Signals(-exitcode).name
         except ValueError:
             name = f"signal {-exitcode}"
+        if exitcode == -signal.SIGKILL:  # nobody here sent it: the usual sender is the kernel's OOM killer
+            return f"the process was killed ({name}; the system may have run out of memory)"
         return f"the process crashed ({name})"
     return f"the process exited with code {exitcode} without a result"
 
@@ -55,10 +62,54 @@ def _stderr_fd() -> int | None:
         return None
 
 
-def run_isolated(fn: Callable[..., Any], *args: Any, timeout_s: float | None = None) -> Outcome:
+def default_memory_limit() -> int:
+    """75% of this machine's memory: a runaway row is stopped before the kernel's OOM killer picks a victim."""
+    import psutil
+
+    return int(psutil.virtual_memory().total * 0.75)
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    import psutil
+
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total
+
+
+def _wait(proc: subprocess.Popen, timeout_s: float | None, memory_limit: int | None) -> Outcome | None:
+    """Wait for ``proc``; an Outcome when it had to be stopped (time or memory), else None."""
+    import psutil
+
+    watched = psutil.Process(proc.pid)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    peak = 0
+    while proc.poll() is None:
+        if deadline is not None and time.monotonic() > deadline:
+            _kill_group(proc)
+            return Outcome("timeout", message=f"timed out after {timeout_s:g} s and was stopped")
+        if memory_limit is not None:
+            peak = max(peak, _tree_rss(watched))
+            if peak > memory_limit:
+                _kill_group(proc)
+                return Outcome(
+                    "memory", message=f"used {peak / 2**30:.1f} GiB, over the memory limit of {memory_limit / 2**30:.1f} GiB, and was stopped"
+                )
+        time.sleep(_POLL_S)
+    return None
+
+
+def run_isolated(
+    fn: Callable[..., Any], *args: Any, timeout_s: float | None = None, memory_limit: int | None = None
+) -> Outcome:
     """Call ``fn(*args)`` in a fresh child process; ``fn`` must be importable by module and name,
-    ``args`` picklable. The child's stdout goes to this process's stderr, so it never mixes with
-    machine-readable output."""
+    ``args`` picklable. The child is stopped past ``timeout_s`` seconds or ``memory_limit`` bytes of
+    resident memory (its whole process tree). Its stdout goes to this process's stderr, so it never
+    mixes with machine-readable output."""
     with tempfile.TemporaryDirectory(prefix="edgecc-job-") as tmp:
         job, result = Path(tmp) / "job.pkl", Path(tmp) / "result.pkl"
         with open(job, "wb") as f:
@@ -69,13 +120,12 @@ def run_isolated(fn: Callable[..., Any], *args: Any, timeout_s: float | None = N
             stdin=subprocess.DEVNULL, stdout=_stderr_fd(), start_new_session=True,
         )
         try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            return Outcome("timeout", message=f"timed out after {timeout_s:g} s and was stopped")
+            stopped = _wait(proc, timeout_s, memory_limit)
         except BaseException:  # Ctrl-C in the parent: do not leave the child running
             _kill_group(proc)
             raise
+        if stopped is not None:
+            return stopped
         if not result.is_file():
             return Outcome("crash", message=_describe_exit(proc.returncode), exit_code=proc.returncode)
         with open(result, "rb") as f:

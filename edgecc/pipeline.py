@@ -18,10 +18,13 @@ import numpy as np
 
 from .artifact import REFERENCE, Artifact, Manifest, ModelInfo, TensorSpecModel, common_versions, write_artifact
 from .backends import Backend
-from .errors import UnsupportedError
+from .data import RANDOM_WARNING, DataSpec, load_dataset
+from .errors import BadInputError, UnsupportedError
 from .graph.analysis import analyze
 from .graph.io import PreparedModel, save_model
+from .graph.quantize import QuantizeSettings, calibration_spec, check_settings, quantize_prepared
 from .profiling.inputs import make_inputs
+from .profiling.roofline import roofline_fraction
 from .profiling.timing import LatencyStats, measure
 from .profiling.verify import TOLERANCES, compare_outputs, reference_outputs
 from .report.schema import LayerRow, ResultRow
@@ -46,9 +49,11 @@ def check_ops(backend: Backend, model: PreparedModel) -> None:
         raise UnsupportedError(f"{model.source}: backend {backend.name} does not support op(s): {', '.join(missing)}")
 
 
-def write_reference(model: PreparedModel, path: Path, seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Seeded inputs and onnxruntime's outputs on ``model``, saved together as one .npz."""
-    feeds = make_inputs(model.model, model.inputs, seed)
+def write_reference(
+    model: PreparedModel, path: Path, seed: int = 0, feeds: dict[str, np.ndarray] | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Seeded inputs (or ``feeds``) and onnxruntime's outputs on ``model``, saved together as one .npz."""
+    feeds = feeds if feeds is not None else make_inputs(model.model, model.inputs, seed)
     with tempfile.TemporaryDirectory(prefix="edgecc-ref-") as tmp:
         outputs = reference_outputs(str(save_model(model.model, Path(tmp) / "model.onnx")), feeds)
     arrays = {INPUT_PREFIX + k: v for k, v in feeds.items()} | {OUTPUT_PREFIX + k: v for k, v in outputs.items()}
@@ -75,24 +80,55 @@ def build_artifact(
     out_dir: Path,
     *,
     reference: bool | Path = True,
+    calibration: DataSpec | str | None = None,
+    quantize: QuantizeSettings | dict | None = None,
+    graph_passes: list[str] | tuple[str, ...] = (),
+    graph_notes: list[str] | tuple[str, ...] = (),
 ) -> Artifact:
     """Compile ``model`` with ``backend`` for ``target`` into ``out_dir`` (replaced only on success).
 
-    ``reference``: True computes the reference inputs/outputs here; a path copies an existing
+    ``reference``: True computes the reference inputs/outputs here (on the first calibration batch for
+    INT8 calibrated on real data, whose ranges random inputs would overflow); a path copies an existing
     reference .npz (made by :func:`write_reference` on the same model); False stores none.
+    ``calibration`` (int8 only, required there): the data INT8 ranges are calibrated on; ``quantize``:
+    the QDQ settings (edgecc.graph.quantize.QuantizeSettings).
+    ``graph_passes``/``graph_notes``: graph rewrites already applied to ``model`` (edgecc.graph.commands.apply_steps),
+    recorded in the manifest.
     """
     check_request(backend, target, precision)
     parsed = backend.parse_options(options)
+    int8 = precision == "int8"
+    if int8 and calibration is None:
+        raise BadInputError(
+            "int8 needs calibration data: --calibration DATA (a directory of images, an .npz or .npy of inputs), "
+            "or --calibration random for latency-only work"
+        )
+    settings = check_settings(quantize) if int8 else None
+    spec = calibration_spec(calibration, settings) if int8 else None
     check_ops(backend, model)
 
     def build(staging: Path) -> Manifest:
         t0 = time.perf_counter()
-        result = backend.compiler().compile(model, target, precision, parsed, staging)
+        compiled, passes, notes, extra = model, [], [], {}
+        data = load_dataset(spec, model.inputs) if spec is not None else None
+        if spec is not None and backend.quantizes_itself(parsed):
+            extra["calibration"] = data
+            notes.append(f"calibration: {spec.describe()}")
+            if spec.is_random:
+                notes.append("WARNING: " + RANDOM_WARNING)
+        elif spec is not None:
+            q = quantize_prepared(model, spec, settings, dataset=data)
+            compiled = PreparedModel(q.model, model.source, model.name, model.sha256)
+            passes.append("quantize-qdq")
+            notes += q.notes
+            check_ops(backend, compiled)
+        result = backend.compiler().compile(compiled, target, precision, parsed, staging, **extra)
         compile_s = time.perf_counter() - t0
         if isinstance(reference, Path):
             shutil.copyfile(reference, staging / REFERENCE)
         elif reference:
-            write_reference(model, staging / REFERENCE)
+            feeds = data.batches[0] if data is not None and spec is not None and not spec.is_random else None
+            write_reference(model, staging / REFERENCE, feeds=feeds)
         return Manifest(
             backend=backend.name,
             precision=precision,
@@ -101,9 +137,9 @@ def build_artifact(
             model=ModelInfo(source=model.source, name=model.name, sha256=model.sha256, flops=analyze(model.model).flops),
             inputs=[TensorSpecModel(**s.to_json()) for s in model.inputs],
             outputs=[TensorSpecModel(**s.to_json()) for s in model.outputs],
-            passes=["fix-input-shapes", "shape-inference", *result.passes],
+            passes=["fix-input-shapes", "shape-inference", *graph_passes, *passes, *result.passes],
             options=result.options.model_dump(mode="json"),
-            notes=result.notes,
+            notes=[*graph_notes, *notes, *result.notes],
             compile_s=round(compile_s, 4),
             files={},
         )
@@ -148,6 +184,9 @@ def profile_artifact(
     with opened as runner:
         outputs = runner.run(feeds)
         samples = measure(lambda: runner.run(feeds), warmup=warmup, runs=runs, min_time_s=min_time_s)
+        # Backends on an accelerator also time the model alone on the device (TensorRT: CUDA events).
+        device_timer = getattr(runner, "device_times_ms", None)
+        device = LatencyStats.from_samples(np.asarray(device_timer(feeds, warmup, len(samples)))) if device_timer else None
     layers: list[LayerRow] = []
     if layer_runs > 0 and not remote:
         with backend.open_runner(artifact, profile_layers=True) as runner:
@@ -160,12 +199,14 @@ def profile_artifact(
         precision=manifest.precision,
         status="ok",
         latency_ms=stats,
+        device_latency_ms=device,
         throughput_per_s=1000.0 * batch / stats.mean,
         compile_s=manifest.compile_s,
         artifact_bytes=artifact.total_bytes,
         runs=len(samples),
         peak_memory_bytes=peak_rss_bytes(),
         gflops_per_s=(manifest.model.flops / (stats.p50 * 1e6)) if manifest.model.flops else None,
+        roofline_fraction=roofline_fraction(manifest.model.flops, stats.p50, manifest.target.peak_fp32_gflops),
         layers=layers,
         artifact=str(artifact.path),
     )

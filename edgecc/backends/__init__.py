@@ -22,6 +22,7 @@ ENTRY_POINT_GROUP = "edgecc.backends"
 _BUILTIN = {
     "onnxruntime": "edgecc.backends.onnxruntime:OnnxRuntimeBackend",
     "openvino": "edgecc.backends.openvino:OpenVinoBackend",
+    "tensorrt": "edgecc.backends.tensorrt:TensorRtBackend",
     "tvm": "edgecc.backends.tvm:TvmBackend",
 }
 

@@ -146,10 +146,22 @@ class Backend(ABC):
     def precisions(self, target: Target) -> tuple[str, ...]:
         """Precisions this backend serves on ``target`` (without calibration data)."""
 
+    def calibrated_precisions(self, target: Target) -> tuple[str, ...]:
+        """Precisions this backend serves on ``target`` given calibration data (INT8); none by default.
+
+        A backend listing "int8" runs the QDQ INT8 models edgecc makes (edgecc.graph.quantize), unless
+        ``quantizes_itself`` says its options pick its own quantiser."""
+        return ()
+
+    def quantizes_itself(self, options: BackendOptions) -> bool:
+        """True when, with ``options``, this backend's compiler quantises to INT8 itself: it then gets the FP32
+        model and a ``calibration`` keyword (an edgecc.data.Dataset) instead of a QDQ model."""
+        return False
+
     def check_precision(self, target: Target, precision: str) -> None:
         if precision not in PRECISIONS:
             raise BadInputError(f"unknown precision '{precision}'; known: {', '.join(PRECISIONS)}")
-        can = self.precisions(target)
+        can = self.precisions(target) + self.calibrated_precisions(target)
         if precision not in can:
             raise UnsupportedError(
                 f"backend {self.name} cannot run {precision} on target {target.name}; it can: {', '.join(can)}"

@@ -6,8 +6,7 @@ A new feature's commands go in a module of their own, listed below.
 
 from __future__ import annotations
 
-from . import core  # noqa: F401  (registers the foundation commands)
-from . import tvm  # noqa: F401  (tune, tuning-db)
+from . import core, graph, quantize, report, tvm  # noqa: F401  (each registers its commands)
 from .common import app
 
 

@@ -6,6 +6,7 @@ import functools
 import json
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,7 +14,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import EXIT_BUG, BadInputError, EdgeccError
+from ..atomic import write_atomic
+from ..errors import EXIT_BUG, BadInputError, EdgeccError, EdgeccWarning
 
 app = typer.Typer(
     help="Compile ONNX models for edge devices and measure which backend runs them fastest.",
@@ -32,7 +34,15 @@ ShapeOpt = Annotated[
     Optional[list[str]], typer.Option("--input-shape", help="NAME:D0,D1,... for a dynamic input (repeatable)")
 ]
 TargetsFileOpt = Annotated[Optional[Path], typer.Option("--targets-file", help="a TOML file with more targets")]
+HtmlOpt = Annotated[Optional[Path], typer.Option("--html", help="also write a self-contained HTML report here")]
 JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="also write the result as JSON to this path ('-' for stdout)")]
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, EdgeccWarning):
+        err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:  # a library's warning: keep Python's usual form
+        err.print(warnings.formatwarning(message, category, filename, lineno, line).rstrip(), highlight=False, markup=False)
 
 
 def handle_errors(fn):
@@ -41,7 +51,10 @@ def handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", EdgeccWarning)
+                warnings.showwarning = _show_warning
+                return fn(*args, **kwargs)
         except EdgeccError as e:
             err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
@@ -65,13 +78,7 @@ def write_json(path: Path | None, data: object) -> None:
     if str(path) == "-":
         sys.stdout.write(text)
         return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except OSError as e:
-        raise BadInputError(f"{path}: cannot write JSON: {e.strerror}") from None
+    write_atomic(path, text)
 
 
 def split_list(values: Optional[str]) -> list[str] | None:

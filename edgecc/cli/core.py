@@ -9,9 +9,11 @@ import typer
 from rich.markup import escape
 
 from .. import api
-from ..errors import EXIT_BUG, EXIT_VERIFICATION
+from ..atomic import write_atomic
+from ..errors import EXIT_BUG, EXIT_VERIFICATION, BadInputError
+from . import int8_options as q
 from .common import (
-    JsonOpt, ModelArg, ShapeOpt, TargetOpt, TargetsFileOpt, parse_options, split_list, write_json, app, err,
+    HtmlOpt, JsonOpt, ModelArg, ShapeOpt, TargetOpt, TargetsFileOpt, parse_options, split_list, write_json, app, err,
     handle_errors, out, zoo_app,
 )
 
@@ -42,11 +44,18 @@ def targets(
 
 @app.command()
 @handle_errors
-def doctor(json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+def doctor(
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    measure_peak: Annotated[bool, typer.Option("--measure-peak", help="measure this host's FP32 GEMM peak again; the best measurement so far is kept")] = False,
+) -> None:
     """Show which backends are installed (versions) and what this host is; how to install what is missing."""
     from ..backends import get_backend, registry
+    from ..profiling.roofline import host_peak_gflops
     from ..targets import detect_host
 
+    if measure_peak:
+        host_peak_gflops(again=True)
+        detect_host.cache_clear()
     host = detect_host()
     rows = []
     for name in registry.names():
@@ -77,11 +86,13 @@ def inspect(
     model: ModelArg,
     input_shape: ShapeOpt = None,
     json_out: JsonOpt = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="comma-separated; default: every backend")] = None,
 ) -> None:
     """Inputs/outputs, opsets, op histogram, parameters, FLOPs, and which backends support every op."""
-    prepared, analysis, support = api.inspect(model, input_shapes=input_shape)
+    prepared, analysis, support = api.inspect(model, input_shapes=input_shape, backends=split_list(backend))
     data = analysis.to_json() | {"model": prepared.source, "sha256": prepared.sha256, "backends": [
-        {"backend": s.backend, "available": s.available, "reason": s.reason, "unsupported_ops": s.unsupported_ops}
+        {"backend": s.backend, "available": s.available, "reason": s.reason, "unsupported_ops": s.unsupported_ops,
+         "estimate": s.estimate}
         for s in support
     ]}
     write_json(json_out, data)
@@ -98,10 +109,18 @@ def inspect(
     for s in support:
         if not s.available:
             out.print(f"  [yellow]{s.backend}[/]: unavailable ({escape(s.reason)})", highlight=False)
+            if s.estimate is not None:
+                verdict = f"cannot run {', '.join(s.unsupported_ops)}" if s.unsupported_ops else "supports every op"
+                out.print(f"    ESTIMATE: {verdict} ({s.estimate})", highlight=False, markup=False)
         elif s.unsupported_ops:
             out.print(f"  [red]{s.backend}[/]: cannot run {escape(', '.join(s.unsupported_ops))}", highlight=False)
         else:
             out.print(f"  [green]{s.backend}[/]: supports every op", highlight=False)
+
+
+PruneOpt = Annotated[Optional[float], typer.Option("--prune", help="prune this fraction of channels first (edgecc prune --ratio)")]
+LowRankOpt = Annotated[Optional[float], typer.Option("--lowrank", help="low-rank factorise first, keeping this energy (edgecc lowrank)")]
+OptimizeOpt = Annotated[bool, typer.Option("--optimize", help="run edgecc optimize's graph pipeline first")]
 
 
 @app.command("compile")
@@ -111,18 +130,34 @@ def compile_cmd(
     target: TargetOpt,
     output: Annotated[Path, typer.Option("-o", "--output", help="artifact directory to write")],
     backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="default: the target's preferred backend")] = None,
-    precision: Annotated[str, typer.Option("--precision", "-p", help="fp32, bf16 or fp16 (what the backend can do)")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", "-p", help="fp32, bf16, fp16 or int8 (what the backend can do)")] = "fp32",
     input_shape: ShapeOpt = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", help="backend option KEY=VALUE (repeatable)")] = None,
     targets_file: TargetsFileOpt = None,
+    calibration: q.CalibrationOpt = None,
+    method: q.MethodOpt = "minmax",
+    per_channel: q.PerChannelOpt = True,
+    samples: q.SamplesOpt = 100,
+    mean: q.MeanOpt = None,
+    std: q.StdOpt = None,
+    layout: q.LayoutOpt = None,
+    prune: PruneOpt = None,
+    lowrank: LowRankOpt = None,
+    optimize: OptimizeOpt = False,
     tuned: Annotated[bool, typer.Option("--tuned", help="tvm: apply the tuning database (edgecc tune); same as --option tuned=true")] = False,
 ) -> None:
     """Compile MODEL for TARGET into an artifact directory (backend files + manifest.json)."""
+    spec = q.data_spec(calibration, mean, std, layout) if calibration is not None else None
+    if precision == "int8":
+        q.warn_if_random(spec)
     options = parse_options(option) | ({"tuned": True} if tuned else {})
-    artifact = api.compile(
-        model, target, output, backend=backend, precision=precision, input_shapes=input_shape,
-        options=options, targets_file=targets_file,
-    )
+    with q.random_warning_printed():
+        artifact = api.compile(
+            model, target, output, backend=backend, precision=precision, input_shapes=input_shape,
+            options=options, targets_file=targets_file,
+            calibration=spec, quantize=q.quantize_settings(method, per_channel, samples),
+            prune=prune, lowrank=lowrank, optimize=optimize,
+        )
     m = artifact.manifest
     out.print(f"compiled {m.model.source} for {m.target.name} with {m.backend} {m.precision} in {m.compile_s:.2f} s "
               f"-> {artifact.path} ({artifact.total_bytes / 2**20:.1f} MiB)", highlight=False, markup=False)
@@ -136,6 +171,16 @@ WarmupOpt = Annotated[int, typer.Option("--warmup", help="untimed runs first")]
 RunsOpt = Annotated[int, typer.Option("--runs", help="at least this many timed runs")]
 MinTimeOpt = Annotated[float, typer.Option("--min-time", help="and at least this many seconds of timed runs")]
 LayerRunsOpt = Annotated[int, typer.Option("--layer-runs", help="runs with per-layer profiling (0: off)")]
+MemoryLimitOpt = Annotated[
+    Optional[float], typer.Option("--memory-limit", min=0.1, help="GiB a run may use before it is stopped (default: 75% of RAM)")
+]
+DeviceOpt = Annotated[Optional[str], typer.Option(
+    "--device", help="where to run: local (default), ssh://user@host[:port][?python=PATH] (edgecc installed there), "
+    "or for profile rpc://HOST:PORT[/KEY] (a TVM RPC server or tracker; TVM artifacts)")]
+
+
+def _gib(value: float | None) -> int | None:
+    return None if value is None else int(value * 2**30)
 
 
 @app.command()
@@ -147,12 +192,25 @@ def profile(
     min_time: MinTimeOpt = 1.0,
     layer_runs: LayerRunsOpt = 10,
     inputs: Annotated[Optional[Path], typer.Option("--inputs", help=".npz with one array per input (not verified)")] = None,
+    memory_limit: MemoryLimitOpt = None,
     json_out: JsonOpt = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="run on a board: rpc://HOST:PORT or rpc://TRACKER:PORT/KEY (TVM)")] = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Run a compiled artifact again (no recompiling): latency, per-layer times, outputs vs the reference."""
-    row = api.profile(artifact_dir, _settings(warmup, runs, min_time, layer_runs), inputs=str(inputs) if inputs else None,
-                      device=device)
+    from ..remote import is_remote
+
+    if is_remote(device):
+        from ..remote.board import profile_on_device
+        from ..remote.ssh import parse_device
+
+        if inputs is not None:
+            raise BadInputError("--inputs is not supported with a remote --device yet")
+        row = profile_on_device(parse_device(device), artifact_dir, _settings(warmup, runs, min_time, layer_runs))
+    else:
+        row = api.profile(
+            artifact_dir, _settings(warmup, runs, min_time, layer_runs), inputs=str(inputs) if inputs else None,
+            memory_limit=_gib(memory_limit), device=device,
+        )
     write_json(json_out, row.model_dump(mode="json", exclude={"speedup"}))
     if json_out is None or str(json_out) != "-":
         from ..report.table import layer_table, profile_table
@@ -178,16 +236,45 @@ def compare(
     min_time: MinTimeOpt = 1.0,
     layer_runs: LayerRunsOpt = 0,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds allowed per row (compile + profile)")] = 1800,
+    memory_limit: MemoryLimitOpt = None,
     artifacts_dir: Annotated[Optional[Path], typer.Option("--artifacts-dir", help="keep each row's artifact here")] = None,
     json_out: JsonOpt = None,
+    html_out: HtmlOpt = None,
     targets_file: TargetsFileOpt = None,
+    device: DeviceOpt = None,
+    calibration: q.CalibrationOpt = None,
+    eval_data: Annotated[Optional[str], typer.Option("--eval", help="accuracy columns on this data: an .npz with inputs and 'labels' (or images: agreement only)")] = None,
+    max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", help="flag rows losing more than this many points of accuracy vs the baseline")] = None,
+    method: q.MethodOpt = "minmax",
+    per_channel: q.PerChannelOpt = True,
+    samples: q.SamplesOpt = 100,
+    mean: q.MeanOpt = None,
+    std: q.StdOpt = None,
+    layout: q.LayoutOpt = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", help="BACKEND.KEY=VALUE: an option of one backend (repeatable)")] = None,
+    prune: PruneOpt = None,
+    lowrank: LowRankOpt = None,
+    optimize: OptimizeOpt = False,
 ) -> None:
     """Compile and profile MODEL with each backend x precision on TARGET, against the onnxruntime FP32 baseline."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from ..report.table import compare_table, failures
+    from ..remote import is_remote
 
     quiet = json_out is not None and str(json_out) == "-"
+    if is_remote(device):
+        from ..remote.board import compare_on_device
+        from ..remote.ssh import parse_device
+
+        dev = parse_device(device)
+        with err.status(f"comparing on {dev.where}", spinner="dots") if not quiet else _nothing():
+            report = compare_on_device(
+                dev, model, target, backends=split_list(backends), precisions=split_list(precisions),
+                input_shapes=input_shape, settings=_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout,
+                artifacts_dir=artifacts_dir, targets_file=targets_file,
+            )
+        _show_compare(report, json_out, html_out, quiet)
+        return
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, disable=quiet,
                   transient=True) as progress:
         task = progress.add_task("comparing", total=None)
@@ -196,17 +283,43 @@ def compare(
             lat = f"{row.latency_ms.p50:.2f} ms" if row.latency_ms else row.status
             progress.update(task, description=f"{i + 1}/{n} done; last: {row.backend} {row.precision} {lat}")
 
-        report = api.compare(
-            model, target, backends=split_list(backends), precisions=split_list(precisions), input_shapes=input_shape,
-            settings=_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout, artifacts_dir=artifacts_dir,
-            targets_file=targets_file, on_row=on_row,
-        )
+        cal_spec = q.data_spec(calibration, mean, std, layout) if calibration is not None else None
+        q.warn_if_random(cal_spec)
+        with q.random_warning_printed():
+            report = api.compare(
+                model, target, backends=split_list(backends), precisions=split_list(precisions), input_shapes=input_shape,
+                settings=_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout,
+                memory_limit=_gib(memory_limit), artifacts_dir=artifacts_dir,
+                targets_file=targets_file, on_row=on_row,
+                calibration=cal_spec, quantize=q.quantize_settings(method, per_channel, samples),
+                eval_data=q.data_spec(eval_data, mean, std, layout) if eval_data is not None else None,
+                max_accuracy_drop=max_accuracy_drop, options=q.backend_options(option),
+                prune=prune, lowrank=lowrank, optimize=optimize,
+            )
+    _show_compare(report, json_out, html_out, quiet)
+
+
+def _show_compare(report, json_out, html_out, quiet: bool) -> None:  # noqa: ANN001
+    from ..report.table import compare_table, failures
+
     write_json(json_out, report.model_dump(mode="json"))
+    if html_out is not None:
+        from ..report.html import render_compare, write_html
+
+        write_html(html_out, render_compare(report))
     if not quiet:
         out.print(compare_table(report))
         out.print(f"measured on: {report.measured_on}", highlight=False, markup=False)
         for line in failures(report):
             err.print(f"[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        for line in q.accuracy_notes(report):
+            out.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 @zoo_app.command("list")
@@ -229,13 +342,8 @@ def zoo_export(
     seed: Annotated[int, typer.Option("--seed", help="weights seed")] = 0,
 ) -> None:
     """Write a bundled model to an .onnx file (dynamic dimensions kept)."""
-    import onnx
-
     from .. import zoo
 
     model = zoo.get(name).build(seed)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(output)
+    write_atomic(output, model.SerializeToString())
     out.print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB)", highlight=False, markup=False)

@@ -19,9 +19,11 @@ import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import ShapeInferencePass
 
-from ..errors import BadInputError, ModelError
+from ..errors import BadInputError, EdgeccWarning, ModelError
 
 ZOO_PREFIX = "zoo:"
+# onnxruntime has no kernels for most ops before opset 7; older models need onnx.version_converter.
+MIN_OPSET = 7
 # onnxruntime 1.31 rejects IR versions above this; onnx 1.23 writes 14 by default.
 MAX_IR_VERSION = 10
 # protobuf cannot hold more than 2 GiB: larger models keep their weights in external data.
@@ -148,15 +150,52 @@ def _read_file(path: Path) -> onnx.ModelProto:
     return proto
 
 
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return (text[:300] + "...") if len(text) > 300 else (text or type(e).__name__)
+
+
 def _validate(proto: onnx.ModelProto, path: Path | None, source: str) -> None:
+    """The full onnx.checker, plus what it lets through that no backend can run."""
+    opsets = {o.domain or "ai.onnx": o.version for o in proto.opset_import}
+    default = opsets.get("ai.onnx")
+    newest = onnx.defs.onnx_opset_version()
+    if default is not None and default < MIN_OPSET:
+        raise ModelError(
+            f"{source}: opset {default} is older than {MIN_OPSET}, the oldest edgecc supports; "
+            "upgrade it with onnx.version_converter.convert_version"
+        )
+    if default is not None and default > newest:
+        raise ModelError(f"{source}: opset {default} is newer than {newest}, the newest this onnx {onnx.__version__} knows")
+    names = [o.name for o in proto.graph.output]
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        raise ModelError(f"{source}: invalid ONNX model: graph output name(s) {', '.join(dups)} appear more than once")
     try:
         if path is not None and any(t.data_location == onnx.TensorProto.EXTERNAL for t in _all_tensors(proto)):
             onnx.checker.check_model(str(path), full_check=True)
         else:
             onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{source}: invalid ONNX model: {first}") from None
+        raise ModelError(f"{source}: invalid ONNX model: {_one_line(e)}") from None
+
+
+def warn_non_finite(model: ir.Model, source: str) -> None:
+    """Warn (not fail) about initializers holding NaN or Inf: the model may be broken or deliberately so."""
+    import warnings
+
+    bad = []
+    for name, value in model.graph.initializers.items():
+        tensor = value.const_value
+        if tensor is None or tensor.dtype is None or not tensor.dtype.is_floating_point():
+            continue
+        arr = tensor.numpy()
+        count = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        if count:
+            bad.append(f"{name} ({count} of {arr.size})")
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        warnings.warn(f"{source}: NaN or Inf in initializer(s) {shown}; outputs will likely be NaN", EdgeccWarning, stacklevel=2)
 
 
 def load_model(ref: str | os.PathLike[str]) -> tuple[ir.Model, str, dict[str, tuple[int, ...]]]:
@@ -175,7 +214,7 @@ def load_model(ref: str | os.PathLike[str]) -> tuple[ir.Model, str, dict[str, tu
     try:
         model = ir.load(path)
     except Exception as e:  # onnx_ir raises on anything it cannot represent; that is bad input
-        raise ModelError(f"{path}: cannot be read into the graph IR: {e}") from None
+        raise ModelError(f"{path}: cannot be read into the graph IR: {_one_line(e)}") from None
     return model, sha256_file(path), {}
 
 
@@ -280,6 +319,7 @@ def prepare_model(
     """Load, validate, make static and shape-infer the model at ``ref`` (a path or ``zoo:NAME``)."""
     model, sha, defaults = load_model(ref)
     source = str(ref)
+    warn_non_finite(model, source)
     fix_input_shapes(model, input_shapes or {}, defaults, source)
     _fix_ir_version(model)
     infer_shapes(model)

@@ -27,6 +27,9 @@ class ResultRow(BaseModel):
     status: Status
     error: str | None = None
     latency_ms: LatencyStats | None = None
+    device_latency_ms: LatencyStats | None = Field(
+        None, description="the model alone on the accelerator, without host<->device copies (TensorRT: CUDA events)"
+    )
     throughput_per_s: float | None = Field(None, description="samples per second at the model's batch size, sequential runs")
     speedup: float | None = Field(None, description="baseline p50 / this row's p50, both measured in the same run")
     max_abs_error: float | None = None
@@ -38,8 +41,19 @@ class ResultRow(BaseModel):
     runs: int | None = None
     peak_memory_bytes: int | None = Field(None, description="peak resident memory of the process that compiled and ran this row")
     gflops_per_s: float | None = Field(None, description="model FLOPs / p50 latency")
+    roofline_fraction: float | None = Field(None, description="gflops_per_s / the target's peak FP32 GFLOP/s")
     layers: list[LayerRow] = Field(default_factory=list, description="slowest layers first, averaged per run")
     artifact: str | None = None
+    # Accuracy on a labelled / evaluation data set (compare --eval): percentages 0-100.
+    accuracy: float | None = Field(None, description="top-1 accuracy on the labelled evaluation set, percent")
+    agreement: float | None = Field(None, description="top-1 agreement with the onnxruntime FP32 reference, percent")
+    psnr_db: float | None = Field(None, description="PSNR of the first output against the FP32 reference, dB (dense outputs)")
+    eval_samples: int | None = Field(None, description="samples the accuracy figures were measured on")
+    accuracy_drop: float | None = Field(
+        None, description="baseline's accuracy (or agreement, without labels) minus this row's, percentage points"
+    )
+    within_accuracy_budget: bool | None = Field(None, description="accuracy_drop <= --max-accuracy-drop (None: no budget)")
+    calibration: str | None = Field(None, description="the data INT8 was calibrated on")
 
 
 class Baseline(BaseModel):
@@ -55,3 +69,7 @@ class CompareReport(BaseModel):
     measured_on: str = Field(description="the machine the rows ran on")
     versions: dict[str, str] = Field(default_factory=dict)
     flops: int | None = None
+    peak_gflops: float | None = Field(None, description="the target's peak FP32 GFLOP/s used for roofline_fraction")
+    calibration: str | None = Field(None, description="the data INT8 rows were calibrated on")
+    eval_data: str | None = Field(None, description="the data set the accuracy columns were measured on")
+    max_accuracy_drop: float | None = Field(None, description="accuracy budget in percentage points, when given")

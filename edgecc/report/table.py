@@ -20,22 +20,53 @@ def _mib(n: int | None) -> str:
 
 def compare_table(report: CompareReport) -> Table:
     t = Table(title=f"{report.model} on {report.target} (baseline: {report.baseline.backend} {report.baseline.precision})")
-    for col, justify in [("backend", "left"), ("precision", "left"), ("status", "left"), ("p50 ms", "right"),
-                         ("p90 ms", "right"), ("speedup", "right"), ("GFLOP/s", "right"), ("cosine", "right"),
-                         ("max abs err", "right"), ("compile s", "right"), ("size MiB", "right")]:
+    columns = [("backend", "left"), ("precision", "left"), ("status", "left"), ("p50 ms", "right"),
+               ("p90 ms", "right"), ("speedup", "right"), ("GFLOP/s", "right"), ("cosine", "right"),
+               ("max abs err", "right"), ("compile s", "right"), ("size MiB", "right")]
+    accuracy = _accuracy_columns(report)
+    for col, justify in columns + [(name, "right") for name, _ in accuracy]:
         t.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in report.results:
-        lat = r.latency_ms
-        t.add_row(
-            r.backend, r.precision, f"[{_STATUS_STYLE[r.status]}]{r.status}[/]",
-            _ms(lat.p50 if lat else None), _ms(lat.p90 if lat else None),
-            "-" if r.speedup is None else f"{r.speedup:.2f}x",
-            "-" if r.gflops_per_s is None else f"{r.gflops_per_s:.1f}",
-            "-" if r.cosine is None else f"{r.cosine:.6f}",
-            "-" if r.max_abs_error is None else f"{r.max_abs_error:.2e}",
-            "-" if r.compile_s is None else f"{r.compile_s:.2f}", _mib(r.artifact_bytes),
-        )
+        t.add_row(*_row_cells(r), *(cell(r) for _, cell in accuracy))
     return t
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def _accuracy_columns(report: CompareReport) -> list:
+    """(header, cell function) for the accuracy columns that some row has."""
+    cols: list = []
+    rows = report.results
+    if any(r.accuracy is not None for r in rows):
+        cols.append(("top-1 %", lambda r: _pct(r.accuracy)))
+    if any(r.agreement is not None for r in rows):
+        cols.append(("agree %", lambda r: _pct(r.agreement)))
+    if any(r.psnr_db is not None for r in rows):
+        cols.append(("PSNR dB", lambda r: _pct(r.psnr_db)))
+    if any(r.accuracy_drop is not None for r in rows):
+        def drop(r: ResultRow) -> str:
+            if r.accuracy_drop is None:
+                return "-"
+            text = f"{r.accuracy_drop:+.2f}"
+            return f"[red]{text} over[/]" if r.within_accuracy_budget is False else text
+
+        cols.append(("drop pts", drop))
+    return cols
+
+
+def _row_cells(r: ResultRow) -> list[str]:
+    lat = r.latency_ms
+    return [
+        r.backend, r.precision, f"[{_STATUS_STYLE[r.status]}]{r.status}[/]",
+        _ms(lat.p50 if lat else None), _ms(lat.p90 if lat else None),
+        "-" if r.speedup is None else f"{r.speedup:.2f}x",
+        "-" if r.gflops_per_s is None else f"{r.gflops_per_s:.1f}",
+        "-" if r.cosine is None else f"{r.cosine:.6f}",
+        "-" if r.max_abs_error is None else f"{r.max_abs_error:.2e}",
+        "-" if r.compile_s is None else f"{r.compile_s:.2f}", _mib(r.artifact_bytes),
+    ]
 
 
 def failures(report: CompareReport) -> list[str]:

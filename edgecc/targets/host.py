@@ -8,6 +8,7 @@ import platform
 
 from .models import CpuTarget, OnnxRuntimeSettings, OpenVinoSettings, TvmTargetSettings
 
+GEMM_DESC = "1024x1024x1024"
 # CPU flags that decide which kernels a backend can use; everything else in /proc/cpuinfo is noise here.
 RELEVANT_FLAGS = (
     "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8",
@@ -80,7 +81,15 @@ def detect_host() -> CpuTarget:
         isa |= {"neon"} if "asimd" in flags else set()
         isa |= {"dotprod"} if "asimddp" in flags else set()
     ghz = (mhz or 2000.0) / 1000.0
-    peak = round(cores * ghz * _flops_per_cycle(isa, arch), 1)
+    from ..profiling.roofline import host_peak_gflops
+
+    measured = host_peak_gflops(measure=False)
+    estimate = round(cores * ghz * _flops_per_cycle(isa, arch), 1)
+    peak_source = (
+        f"measured: onnxruntime FP32 MatMul {GEMM_DESC} on {cores} cores, best run"
+        if measured
+        else f"estimate: {cores} cores x {ghz:.2f} GHz x {_flops_per_cycle(isa, arch)} FLOP/cycle"
+    )
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError, AttributeError):
@@ -95,8 +104,8 @@ def detect_host() -> CpuTarget:
         cpu=name,
         cores=cores,
         isa=tuple(sorted(isa)),
-        peak_fp32_gflops=peak,
-        peak_source=f"estimate: {cores} cores x {ghz:.2f} GHz x {_flops_per_cycle(isa, arch)} FLOP/cycle",
+        peak_fp32_gflops=measured or estimate,
+        peak_source=peak_source,
         memory_gib=round(memory, 1),
         onnxruntime=OnnxRuntimeSettings(),
         openvino=OpenVinoSettings() if arch == "x86_64" else None,

@@ -135,7 +135,7 @@ def test_only_fp32_is_offered(backend):
     ("rpc://127.0.0.1:1", 3, "cannot connect"),
     ("rpc://127.0.0.1:1/rpi4", 3, "tracker"),
     ("rpc://no-such-host.invalid:9090", 3, "cannot resolve"),
-    ("ssh://pi@board", 2, "not an RPC address"),
+    ("tcp://board:9090", 2, "not an RPC address"),
 ])
 def test_bad_rpc_address_exits_with_clear_message(host_artifact, device, code, words):
     proc = cli("profile", str(host_artifact.path), "--device", device, "--runs", "1", timeout=120)

@@ -1,6 +1,6 @@
 """A test-only backend that really fails: registered through the ``edgecc.backends`` entry-point
 group by tests, it wraps onnxruntime and, depending on its ``fault`` option, aborts the process,
-hangs, returns wrong outputs, or runs fine. It exists to prove that one row's crash does not take a comparison down."""
+hangs, allocates without bound, returns wrong outputs, or runs fine. It exists to prove that one row's crash does not take a comparison down."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from edgecc.backends.onnxruntime.run import OnnxRuntimeRunner
 
 
 class FaultyOptions(BackendOptions):
-    fault: Literal["none", "abort", "hang", "wrong"] = "abort"
+    fault: Literal["none", "abort", "hang", "wrong", "oom"] = "abort"
 
 
 class FaultyRunner(OnnxRuntimeRunner):
@@ -24,6 +24,11 @@ class FaultyRunner(OnnxRuntimeRunner):
             os.abort()
         if fault == "hang":
             time.sleep(3600)
+        if fault == "oom":  # allocate, touching every page, until something stops us
+            hog = []
+            while True:
+                hog.append(b"\x01" * (64 * 2**20))
+                time.sleep(0.01)
         outputs = super()._run(feeds)
         if fault == "wrong":
             return {k: v + 1.0 for k, v in outputs.items()}

@@ -123,3 +123,13 @@ def test_compare_speedup_is_the_ratio_of_p50s(faulty_backend_installed, tmp_path
     assert bf16.status == "unavailable" and "it can: fp32" in bf16.error
     assert (tmp_path / "arts" / "faulty-fp32" / MANIFEST).is_file()
     assert report.flops and report.flops > 1e6
+
+
+def test_compare_stops_a_row_that_eats_memory(faulty_backend_installed):
+    report = api.compare(
+        "zoo:tinycnn", "host", backends=["faulty"], precisions=["fp32"], options={"faulty": {"fault": "oom"}},
+        settings=FAST, timeout_s=120, memory_limit=1 * 2**30,
+    )
+    hog = [r for r in report.results if r.backend == "faulty"][0]
+    assert hog.status == "failed" and "over the memory limit of 1.0 GiB" in hog.error
+    assert report.results[0].status == "ok"

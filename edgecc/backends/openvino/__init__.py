@@ -40,6 +40,9 @@ class OpenVinoOptions(BackendOptions):
         None, ge=1, description="CPU threads; default: the target's cores, capped at this machine's when run"
     )
     cache: bool = Field(True, description="keep compiled models in the user cache directory (openvino/)")
+    int8_quantizer: Literal["qdq", "nncf"] = Field(
+        "qdq", description="INT8 from edgecc's QDQ model (qdq), or from NNCF's nncf.quantize on the FP32 model (nncf)"
+    )
 
 
 class OpenVinoBackend(Backend):
@@ -74,6 +77,12 @@ class OpenVinoBackend(Backend):
                 return found
         isa = set(getattr(target, "isa", ()))
         return ("fp32",) + (("bf16",) if isa & _ISA_BF16 else ()) + (("fp16",) if isa & _ISA_FP16 else ())
+
+    def calibrated_precisions(self, target: Target) -> tuple[str, ...]:
+        return ("int8",)  # QDQ models (or NNCF's) run with INT8 kernels on every OpenVINO device
+
+    def quantizes_itself(self, options: BackendOptions) -> bool:
+        return getattr(options, "int8_quantizer", "qdq") == "nncf"
 
     def unsupported_ops(self, model: PreparedModel) -> list[str]:
         """Ops OpenVINO's ONNX frontend leaves as framework nodes (it has no conversion for them)."""

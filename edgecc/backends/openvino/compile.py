@@ -15,6 +15,7 @@ from ...targets.models import OpenVinoSettings
 from ..base import BackendOptions, CompileOutput, Compiler
 
 if TYPE_CHECKING:
+    from ...data import Dataset
     from ...graph.io import PreparedModel
     from ...targets import Target
     from . import OpenVinoOptions
@@ -42,14 +43,23 @@ def resolve_options(options: OpenVinoOptions, target: Target) -> OpenVinoOptions
 
 class OpenVinoCompiler(Compiler):
     def compile(
-        self, model: PreparedModel, target: Target, precision: str, options: BackendOptions, out_dir: Path
+        self, model: PreparedModel, target: Target, precision: str, options: BackendOptions, out_dir: Path,
+        calibration: Dataset | None = None,
     ) -> CompileOutput:
         import openvino as ov
 
+        passes = ["openvino-convert-model"]
+        notes: list[str] = []
         with tempfile.TemporaryDirectory(prefix="edgecc-ov-") as tmp:
             # convert_model folds the shape arithmetic that read_model keeps (288 vs 774 ops on ResNet-50).
             converted = ov.convert_model(str(save_model(model.model, Path(tmp) / "model.onnx")))
+            if calibration is not None:  # int8 with int8_quantizer=nncf: NNCF quantises the FP32 model
+                from .nncf_quantize import quantize_with_nncf
+
+                converted, note = quantize_with_nncf(converted, calibration)
+                passes.append("nncf-quantize")
+                notes.append(note)
             # save_model compresses weights to FP16 by default; the artifact must hold the model's own FP32
             # weights. Saved before the temporary ONNX file goes: large weights may still be mapped from it.
             ov.save_model(converted, str(out_dir / MODEL_FILE), compress_to_fp16=False)
-        return CompileOutput(options=resolve_options(options, target), passes=["openvino-convert-model"])  # type: ignore[arg-type]
+        return CompileOutput(options=resolve_options(options, target), passes=passes, notes=notes)  # type: ignore[arg-type]

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
 # Manifest precision -> the ov.Type name INFERENCE_PRECISION_HINT takes. Always set: on CPUs with
 # BF16 OpenVINO otherwise computes in bf16 even when fp32 was asked for.
-_INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+# INT8 artifacts carry their quantisation in the model (QDQ or NNCF's FakeQuantize); the ops left in
+# floating point run in f32.
+_INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 
 
 class OpenVinoRunner(Runner):

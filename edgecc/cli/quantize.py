@@ -1,0 +1,72 @@
+"""INT8 and accuracy commands: ``quantize`` (QDQ INT8 ONNX) and ``evaluate`` (accuracy on a data set)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import api
+from .common import JsonOpt, ModelArg, ShapeOpt, app, handle_errors, out, write_json
+from .int8_options import (
+    DATA_HELP, LayoutOpt, MeanOpt, MethodOpt, PerChannelOpt, SamplesOpt, StdOpt, data_spec, quantize_settings,
+    random_warning_printed, warn_if_random,
+)
+
+
+@app.command("quantize")
+@handle_errors
+def quantize_cmd(
+    model: ModelArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="the INT8 QDQ .onnx file to write")],
+    calibration: Annotated[str, typer.Option("--calibration", help="calibration data: " + DATA_HELP)],
+    method: MethodOpt = "minmax",
+    per_channel: PerChannelOpt = True,
+    samples: SamplesOpt = 100,
+    activations: Annotated[str, typer.Option("--activations", help="activation type: uint8 (fast on x86) or int8")] = "uint8",
+    symmetric: Annotated[bool, typer.Option("--symmetric-activations", help="zero-point 0 (TensorRT's explicit quantisation needs S8 symmetric)")] = False,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    layout: LayoutOpt = None,
+    input_shape: ShapeOpt = None,
+) -> None:
+    """Quantise MODEL to INT8 QDQ ONNX (activations U8, weights S8) calibrated on DATA; runs on onnxruntime and OpenVINO."""
+    spec = data_spec(calibration, mean, std, layout)
+    warn_if_random(spec)
+    with random_warning_printed():
+        settings = quantize_settings(method, per_channel, samples) | {"activations": activations, "symmetric_activations": symmetric}
+        result = api.quantize(model, output, spec, settings, input_shapes=input_shape)
+    for note in result.notes:
+        out.print(f"  {note}", highlight=False, markup=False)
+    out.print(f"quantised {result.quantized_nodes} tensors in {result.seconds:.1f} s -> {output} "
+              f"({output.stat().st_size / 2**20:.2f} MiB)", highlight=False, markup=False)
+
+
+@app.command("evaluate")
+@handle_errors
+def evaluate_cmd(
+    model: Annotated[str, typer.Argument(help="an artifact directory (run by its backend) or an .onnx / zoo:NAME (onnxruntime)")],
+    data: Annotated[str, typer.Option("--data", help="an .npz with inputs and 'labels', or images (agreement/psnr only)")],
+    metric: Annotated[Optional[list[str]], typer.Option("--metric", help="top1, agreement or psnr (repeatable; default: what the data allows)")] = None,
+    reference: Annotated[Optional[str], typer.Option("--reference", help="FP32 model for agreement/psnr (default for an artifact: the model it was compiled from)")] = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    layout: LayoutOpt = None,
+    input_shape: ShapeOpt = None,
+    json_out: JsonOpt = None,
+) -> None:
+    """Accuracy of MODEL on a data set: top-1 against labels, top-1 agreement or PSNR against FP32."""
+    res = api.evaluate(model, data_spec(data, mean, std, layout), metrics=tuple(metric) if metric else None,
+                       reference=reference, input_shapes=input_shape)
+    write_json(json_out, res.to_json())
+    if json_out is not None and str(json_out) == "-":
+        return
+    parts = [f"{res.samples} samples"]
+    if res.top1 is not None:
+        parts.append(f"top-1 accuracy {res.top1:.2f}%")
+    if res.agreement is not None:
+        parts.append(f"top-1 agreement with FP32 {res.agreement:.2f}%")
+    if res.psnr_db is not None:
+        parts.append(f"PSNR {res.psnr_db:.2f} dB")
+    out.print(f"{model}: " + ", ".join(parts), highlight=False, markup=False)
