@@ -110,13 +110,13 @@ def compile(
     )
 
 
-def _profile_job(path: str, settings: ProfileSettings, inputs: str | None) -> ResultRow:
+def _profile_job(path: str, settings: ProfileSettings, inputs: str | None, device: str | None = None) -> ResultRow:
     artifact = load_artifact(path)
     backend = get_backend(artifact.manifest.backend)
     feeds = load_inputs(inputs, artifact.inputs) if inputs else None
     return profile_artifact(
         artifact, backend, warmup=settings.warmup, runs=settings.runs, min_time_s=settings.min_time_s,
-        layer_runs=settings.layer_runs, feeds=feeds,
+        layer_runs=settings.layer_runs, feeds=feeds, device=device,
     )
 
 
@@ -128,18 +128,24 @@ def profile(
     isolate: bool = True,
     timeout_s: float | None = 1800,
     memory_limit: int | None = None,
+    device: str | None = None,
 ) -> ResultRow:
     """Run a compiled artifact here, again without recompiling: latency, per-layer times, and outputs
     checked against the reference stored at compile time. With ``inputs`` (.npz), those are used and
     the row is not verified. ``isolate`` runs it in a child process, so a crash becomes a failed row;
-    it is stopped after ``timeout_s`` or past ``memory_limit`` bytes (default: 75% of this machine's memory)."""
+    it is stopped after ``timeout_s`` or past ``memory_limit`` bytes (default: 75% of this machine's memory).
+    ``device`` runs it on a remote board instead (rpc://HOST:PORT or rpc://TRACKER:PORT/KEY, TVM artifacts)."""
     artifact = load_artifact(artifact_dir)  # checksums are checked here, before any work
     backend = get_backend(artifact.manifest.backend)
     backend.require()
+    if device is not None and device != "local":
+        from .remote.rpc import parse_device
+
+        parse_device(device)  # a malformed address is the user's input error: report it before any work
     if not isolate:
-        return _profile_job(str(artifact.path), settings, inputs)
+        return _profile_job(str(artifact.path), settings, inputs, device)
     outcome = run_isolated(
-        _profile_job, str(artifact.path), settings, inputs, timeout_s=timeout_s,
+        _profile_job, str(artifact.path), settings, inputs, device, timeout_s=timeout_s,
         memory_limit=memory_limit or default_memory_limit(),
     )
     if outcome.kind == "error" and outcome.exit_code in (2, 3):

@@ -162,11 +162,13 @@ def profile_artifact(
     min_time_s: float = 1.0,
     layer_runs: int = 10,
     feeds: dict[str, np.ndarray] | None = None,
+    device: str | None = None,
 ) -> ResultRow:
     """Run ``artifact`` here: verify against its reference, time it, profile per layer.
 
     ``feeds`` replaces the stored reference inputs; outputs are then verified only if a reference
-    for exactly those inputs is not available (the row says ``verified: null``).
+    for exactly those inputs is not available (the row says ``verified: null``). ``device`` (e.g.
+    rpc://host:port) runs it there instead of here, without per-layer times.
     """
     backend.require()
     manifest = artifact.manifest
@@ -177,14 +179,16 @@ def profile_artifact(
             feeds = make_inputs(None, artifact.inputs)
         else:
             feeds, expected = ref
-    with backend.open_runner(artifact) as runner:
+    remote = device is not None and device != "local"
+    opened = backend.open_remote_runner(artifact, device) if remote else backend.open_runner(artifact)  # type: ignore[arg-type]
+    with opened as runner:
         outputs = runner.run(feeds)
         samples = measure(lambda: runner.run(feeds), warmup=warmup, runs=runs, min_time_s=min_time_s)
         # Backends on an accelerator also time the model alone on the device (TensorRT: CUDA events).
         device_timer = getattr(runner, "device_times_ms", None)
         device = LatencyStats.from_samples(np.asarray(device_timer(feeds, warmup, len(samples)))) if device_timer else None
     layers: list[LayerRow] = []
-    if layer_runs > 0:
+    if layer_runs > 0 and not remote:
         with backend.open_runner(artifact, profile_layers=True) as runner:
             found = runner.layer_profile(feeds, layer_runs) or []
         layers = [LayerRow(name=l.name, op_type=l.op_type, time_ms=l.time_ms, exec_type=l.exec_type) for l in found]

@@ -23,6 +23,7 @@ _BUILTIN = {
     "onnxruntime": "edgecc.backends.onnxruntime:OnnxRuntimeBackend",
     "openvino": "edgecc.backends.openvino:OpenVinoBackend",
     "tensorrt": "edgecc.backends.tensorrt:TensorRtBackend",
+    "tvm": "edgecc.backends.tvm:TvmBackend",
 }
 
 

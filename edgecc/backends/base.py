@@ -190,6 +190,10 @@ class Backend(ABC):
     def open_runner(self, artifact: Artifact, *, profile_layers: bool = False) -> Runner:
         """Open ``artifact`` for running here; with ``profile_layers`` the runner records per-layer times."""
 
+    def open_remote_runner(self, artifact: Artifact, device: str, *, timeout_s: float = 1800.0) -> Runner:
+        """Open ``artifact`` on the remote ``device`` (e.g. rpc://host:port); backends that can override this."""
+        raise UnsupportedError(f"backend {self.name} does not run artifacts on remote devices ({device})")
+
 
 def local_threads(target_cores: int) -> int:
     """Threads for running here: the target's cores, never more than this process may use."""

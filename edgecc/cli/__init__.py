@@ -6,8 +6,7 @@ A new feature's commands go in a module of their own, listed below.
 
 from __future__ import annotations
 
-from . import core, graph, quantize, report  # noqa: F401  (each registers its commands)
-from . import search  # noqa: F401  (edgecc search)
+from . import core, graph, quantize, report, search, tvm  # noqa: F401  (each registers its commands)
 from .common import app
 
 

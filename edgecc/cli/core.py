@@ -144,15 +144,17 @@ def compile_cmd(
     prune: PruneOpt = None,
     lowrank: LowRankOpt = None,
     optimize: OptimizeOpt = False,
+    tuned: Annotated[bool, typer.Option("--tuned", help="tvm: apply the tuning database (edgecc tune); same as --option tuned=true")] = False,
 ) -> None:
     """Compile MODEL for TARGET into an artifact directory (backend files + manifest.json)."""
     spec = q.data_spec(calibration, mean, std, layout) if calibration is not None else None
     if precision == "int8":
         q.warn_if_random(spec)
+    options = parse_options(option) | ({"tuned": True} if tuned else {})
     with q.random_warning_printed():
         artifact = api.compile(
             model, target, output, backend=backend, precision=precision, input_shapes=input_shape,
-            options=parse_options(option), targets_file=targets_file,
+            options=options, targets_file=targets_file,
             calibration=spec, quantize=q.quantize_settings(method, per_channel, samples),
             prune=prune, lowrank=lowrank, optimize=optimize,
         )
@@ -173,7 +175,8 @@ MemoryLimitOpt = Annotated[
     Optional[float], typer.Option("--memory-limit", min=0.1, help="GiB a run may use before it is stopped (default: 75% of RAM)")
 ]
 DeviceOpt = Annotated[Optional[str], typer.Option(
-    "--device", help="where to run: local (default) or ssh://user@host[:port][?python=PATH] (edgecc installed there)")]
+    "--device", help="where to run: local (default), ssh://user@host[:port][?python=PATH] (edgecc installed there), "
+    "or for profile rpc://HOST:PORT[/KEY] (a TVM RPC server or tracker; TVM artifacts)")]
 
 
 def _gib(value: float | None) -> int | None:
@@ -206,7 +209,7 @@ def profile(
     else:
         row = api.profile(
             artifact_dir, _settings(warmup, runs, min_time, layer_runs), inputs=str(inputs) if inputs else None,
-            memory_limit=_gib(memory_limit),
+            memory_limit=_gib(memory_limit), device=device,
         )
     write_json(json_out, row.model_dump(mode="json", exclude={"speedup"}))
     if json_out is None or str(json_out) != "-":
