@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..atomic import write_atomic
+from ..api import ProfileSettings
 from ..errors import EXIT_BUG, BadInputError, EdgeccError, EdgeccWarning
 
 app = typer.Typer(
@@ -97,3 +98,24 @@ def parse_options(items: Optional[list[str]]) -> dict[str, object]:
         except json.JSONDecodeError:
             options[key.strip()] = value
     return options
+
+
+# How long and how hard to measure: shared by profile, compare and search.
+def profile_settings(warmup: int, runs: int, min_time: float, layer_runs: int) -> ProfileSettings:
+    return ProfileSettings(warmup=warmup, runs=runs, min_time_s=min_time, layer_runs=layer_runs)
+
+
+WarmupOpt = Annotated[int, typer.Option("--warmup", help="untimed runs first")]
+RunsOpt = Annotated[int, typer.Option("--runs", help="at least this many timed runs")]
+MinTimeOpt = Annotated[float, typer.Option("--min-time", help="and at least this many seconds of timed runs")]
+LayerRunsOpt = Annotated[int, typer.Option("--layer-runs", help="runs with per-layer profiling (0: off)")]
+MemoryLimitOpt = Annotated[
+    Optional[float], typer.Option("--memory-limit", min=0.1, help="GiB a run may use before it is stopped (default: 75% of RAM)")
+]
+DeviceOpt = Annotated[Optional[str], typer.Option(
+    "--device", help="where to run: local (default), ssh://user@host[:port][?python=PATH] (edgecc installed there), "
+    "or for profile rpc://HOST:PORT[/KEY] (a TVM RPC server or tracker; TVM artifacts)")]
+
+
+def gib_bytes(value: float | None) -> int | None:
+    return None if value is None else int(value * 2**30)

@@ -13,8 +13,9 @@ from ..atomic import write_atomic
 from ..errors import EXIT_BUG, EXIT_VERIFICATION, BadInputError
 from . import int8_options as q
 from .common import (
-    HtmlOpt, JsonOpt, ModelArg, ShapeOpt, TargetOpt, TargetsFileOpt, parse_options, split_list, write_json, app, err,
-    handle_errors, out, zoo_app,
+    DeviceOpt, HtmlOpt, JsonOpt, LayerRunsOpt, MemoryLimitOpt, MinTimeOpt, ModelArg, RunsOpt, ShapeOpt, TargetOpt,
+    TargetsFileOpt, WarmupOpt, app, err, gib_bytes, handle_errors, out, parse_options, profile_settings, split_list,
+    write_json, zoo_app,
 )
 
 
@@ -163,26 +164,6 @@ def compile_cmd(
               f"-> {artifact.path} ({artifact.total_bytes / 2**20:.1f} MiB)", highlight=False, markup=False)
 
 
-def _settings(warmup: int, runs: int, min_time: float, layer_runs: int) -> api.ProfileSettings:
-    return api.ProfileSettings(warmup=warmup, runs=runs, min_time_s=min_time, layer_runs=layer_runs)
-
-
-WarmupOpt = Annotated[int, typer.Option("--warmup", help="untimed runs first")]
-RunsOpt = Annotated[int, typer.Option("--runs", help="at least this many timed runs")]
-MinTimeOpt = Annotated[float, typer.Option("--min-time", help="and at least this many seconds of timed runs")]
-LayerRunsOpt = Annotated[int, typer.Option("--layer-runs", help="runs with per-layer profiling (0: off)")]
-MemoryLimitOpt = Annotated[
-    Optional[float], typer.Option("--memory-limit", min=0.1, help="GiB a run may use before it is stopped (default: 75% of RAM)")
-]
-DeviceOpt = Annotated[Optional[str], typer.Option(
-    "--device", help="where to run: local (default), ssh://user@host[:port][?python=PATH] (edgecc installed there), "
-    "or for profile rpc://HOST:PORT[/KEY] (a TVM RPC server or tracker; TVM artifacts)")]
-
-
-def _gib(value: float | None) -> int | None:
-    return None if value is None else int(value * 2**30)
-
-
 @app.command()
 @handle_errors
 def profile(
@@ -205,11 +186,11 @@ def profile(
 
         if inputs is not None:
             raise BadInputError("--inputs is not supported with a remote --device yet")
-        row = profile_on_device(parse_device(device), artifact_dir, _settings(warmup, runs, min_time, layer_runs))
+        row = profile_on_device(parse_device(device), artifact_dir, profile_settings(warmup, runs, min_time, layer_runs))
     else:
         row = api.profile(
-            artifact_dir, _settings(warmup, runs, min_time, layer_runs), inputs=str(inputs) if inputs else None,
-            memory_limit=_gib(memory_limit), device=device,
+            artifact_dir, profile_settings(warmup, runs, min_time, layer_runs), inputs=str(inputs) if inputs else None,
+            memory_limit=gib_bytes(memory_limit), device=device,
         )
     write_json(json_out, row.model_dump(mode="json", exclude={"speedup"}))
     if json_out is None or str(json_out) != "-":
@@ -270,7 +251,7 @@ def compare(
         with err.status(f"comparing on {dev.where}", spinner="dots") if not quiet else _nothing():
             report = compare_on_device(
                 dev, model, target, backends=split_list(backends), precisions=split_list(precisions),
-                input_shapes=input_shape, settings=_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout,
+                input_shapes=input_shape, settings=profile_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout,
                 artifacts_dir=artifacts_dir, targets_file=targets_file,
             )
         _show_compare(report, json_out, html_out, quiet)
@@ -288,8 +269,8 @@ def compare(
         with q.random_warning_printed():
             report = api.compare(
                 model, target, backends=split_list(backends), precisions=split_list(precisions), input_shapes=input_shape,
-                settings=_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout,
-                memory_limit=_gib(memory_limit), artifacts_dir=artifacts_dir,
+                settings=profile_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout,
+                memory_limit=gib_bytes(memory_limit), artifacts_dir=artifacts_dir,
                 targets_file=targets_file, on_row=on_row,
                 calibration=cal_spec, quantize=q.quantize_settings(method, per_channel, samples),
                 eval_data=q.data_spec(eval_data, mean, std, layout) if eval_data is not None else None,

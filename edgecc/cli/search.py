@@ -10,7 +10,10 @@ from rich.markup import escape
 
 from .. import api
 from . import int8_options as q
-from .common import HtmlOpt, JsonOpt, ModelArg, ShapeOpt, TargetOpt, TargetsFileOpt, app, err, handle_errors, out, split_list, write_json
+from .common import (
+    HtmlOpt, JsonOpt, LayerRunsOpt, MinTimeOpt, ModelArg, RunsOpt, ShapeOpt, TargetOpt, TargetsFileOpt, WarmupOpt, app, err,
+    handle_errors, out, profile_settings, split_list, write_json,
+)
 
 
 @app.command("search")
@@ -34,10 +37,10 @@ def search_cmd(
     layout: q.LayoutOpt = None,
     input_shape: ShapeOpt = None,
     targets_file: TargetsFileOpt = None,
-    warmup: Annotated[int, typer.Option("--warmup", help="untimed runs first")] = 10,
-    runs: Annotated[int, typer.Option("--runs", help="at least this many timed runs")] = 50,
-    min_time: Annotated[float, typer.Option("--min-time", help="and at least this many seconds of timed runs")] = 1.0,
-    layer_runs: Annotated[int, typer.Option("--layer-runs", help="runs with per-layer profiling (0: off)")] = 5,
+    warmup: WarmupOpt = 10,
+    runs: RunsOpt = 50,
+    min_time: MinTimeOpt = 1.0,
+    layer_runs: LayerRunsOpt = 5,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds allowed per row (compile + profile)")] = 1800,
     option: Annotated[Optional[list[str]], typer.Option("--option", help="BACKEND.KEY=VALUE: an option of one backend (repeatable)")] = None,
     html_out: HtmlOpt = None,
@@ -58,7 +61,7 @@ def search_cmd(
     quiet = json_out is not None and str(json_out) == "-"
     cal_spec = q.data_spec(calibration, mean, std, layout) if calibration is not None else None
     q.warn_if_random(cal_spec)
-    settings = api.ProfileSettings(warmup=warmup, runs=runs, min_time_s=min_time, layer_runs=layer_runs)
+    settings = profile_settings(warmup, runs, min_time, layer_runs)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} graph variants"),
                   TimeElapsedColumn(), console=err, disable=quiet, transient=True) as progress:
         task = progress.add_task("measuring the original model", total=None)
