@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnx.helper as oh
 import pytest
 from onnx import TensorProto
@@ -251,6 +252,61 @@ def test_db_export_import_roundtrip(tuned_db, tmp_path):
     proc = cli("tuning-db", "prune", "--db", str(other), env=env)
     assert proc.returncode == 0 and f"{fp}: " in proc.stdout
     assert list_databases(other)[0].summary().records == dst[fp].workloads or list_databases(other)[0].summary().records >= 1
+
+
+def tinycnn_cousin(path: Path) -> PreparedModel:
+    """Another model built here that shares tinycnn's body (so its convolution workloads) but not its
+    weights, its head or its graph: an extra 1x1 convolution and 5 classes, from another seed."""
+    from onnx import TensorProto as TP
+
+    from edgecc.zoo._builder import GraphBuilder, value_info
+
+    b = GraphBuilder(seed=7)
+    x = b.relu(b.conv_bn("input", 3, 16, 3, conv="stem", bn="stem_bn"))
+    x = b.relu(b.conv_bn(x, 16, 32, 3, 2, conv="down", bn="down_bn"))
+    y = b.relu(b.conv_bn(x, 32, 32, 3, conv="res.a", bn="res.a_bn"))
+    y = b.conv_bn(y, 32, 32, 3, conv="res.b", bn="res.b_bn", residual_tail=True)
+    x = b.relu(b.add(x, y))
+    x = b.relu(b.conv_bn(x, 32, 64, 1, conv="widen", bn="widen_bn"))
+    x = b.relu(b.conv_bn(x, 64, 64, 1, conv="extra", bn="extra_bn"))
+    b.classifier_head(x, 64, 5, name="head", output="scores")
+    model = b.make_model([value_info("input", TP.FLOAT, [1, 3, 32, 32])], [value_info("scores", TP.FLOAT, [1, 5])],
+                         name="cousin", doc="tinycnn's body with another head")
+    onnx.save(model, path)
+    return prepare_model(str(path))
+
+
+def test_database_imported_from_another_model_is_used(backend, tuned_db, tinycnn, tmp_path):
+    """tinycnn's records, exported and imported into a fresh database, serve a different model that
+    shares a workload: compile --tuned applies them with no tuning of its own, and tuning it spends
+    no trials on the shared task (like ResNet-50 starting from ResNet-18's convolutions)."""
+    from edgecc.tuning.metaschedule import tune_model
+
+    db, first = tuned_db
+    archive = tmp_path / "team.tar.gz"
+    assert cli("tuning-db", "export", str(archive), "--db", str(db)).returncode == 0
+    imported = tmp_path / "imported-db"
+    proc = cli("tuning-db", "import", str(archive), "--db", str(imported))
+    assert proc.returncode == 0, proc.stderr
+    cousin = tinycnn_cousin(tmp_path / "cousin.onnx")
+    assert cousin.sha256 != tinycnn.sha256
+
+    art = build_artifact(cousin, detect_host(), backend, "fp32", {"tuned": True, "db": str(imported)}, tmp_path / "cousin")
+    notes = " ".join(art.manifest.notes)
+    assert "fused functions: 1 tuned" in notes, notes  # the one task tinycnn tuned, nothing else
+    row = profile_artifact(art, backend, **QUICK)
+    assert row.verified is True, row.error
+
+    # 16 trials are planned over the two largest tasks; the shared one keeps its
+    # share unspent (the budget is the model's, and that task is done), the other is tuned
+    again = tune_model(cousin, detect_host(), trials=16, db_dir=imported)
+    assert again.tasks_in_database == 1
+    shared = next(t for t in again.tasks if t.status == "in-database")
+    assert shared.trials_spent == 0
+    assert shared.flops == next(t for t in first.tasks if t.status == "tuned").flops
+    tuned = [t for t in again.tasks if t.status == "tuned"]
+    assert len(tuned) == 1 and tuned[0].flops != shared.flops
+    assert 0 < again.trials_spent == tuned[0].trials_spent == again.records_added < 16
 
 
 def test_import_rejects_a_file_that_is_not_an_export(tmp_path):
