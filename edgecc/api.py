@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -253,6 +254,33 @@ def _plan_rows(
     return rows
 
 
+#: how rows the ``deadline`` of compare() stopped begin their error (not run / cut short)
+BUDGET_ERRORS = ("not run: the time budget", "stopped: the time budget")
+
+
+def option_sets(
+    options: dict[str, dict[str, object]] | None, vary: dict[str, dict[str, list[object]]] | None
+) -> dict[str, list[tuple[dict[str, object], dict[str, object] | None]]]:
+    """backend -> [(options its rows are built with, the varied part or None)]: ``options[backend]``
+    alone, or one entry per combination of ``vary[backend]``'s values over it (first values first).
+    Every combination is validated by the backend's options model here, before anything runs."""
+    import itertools
+
+    out: dict[str, list[tuple[dict[str, object], dict[str, object] | None]]] = {}
+    for backend, keys in (vary or {}).items():
+        be = get_backend(backend)  # an unknown name fails here with the known ones
+        if not keys or any(not values for values in keys.values()):
+            raise BadInputError(f"--vary {backend}: give KEY=VALUE1,VALUE2,...")
+        base = dict((options or {}).get(backend) or {})
+        combos = []
+        for values in itertools.product(*keys.values()):
+            varied = dict(zip(keys, values))
+            be.parse_options(base | varied)  # a bad key or value fails now, with the backend's message
+            combos.append((base | varied, varied))
+        out[backend] = combos
+    return out
+
+
 def compare(
     model: str | os.PathLike[str],
     target: str | Target,
@@ -275,6 +303,8 @@ def compare(
     lowrank: float | None = None,
     optimize: bool = False,
     eval_against_original: bool = False,
+    vary: dict[str, dict[str, list[object]]] | None = None,
+    deadline: float | None = None,
 ) -> CompareReport:
     """Compile and profile ``model`` with every backend x precision on ``target``, each in its own
     process, against the onnxruntime FP32 baseline measured in the same run.
@@ -293,6 +323,11 @@ def compare(
     ``prune``/``lowrank``/``optimize`` rewrite the graph once before every row (baseline included).
     With ``eval_against_original``, agreement/PSNR are measured against the model before those rewrites
     (default: against the rewritten model's onnxruntime FP32 outputs).
+
+    ``vary`` maps backend -> option -> values to try: that backend's rows are built once per combination
+    (its ``options`` with the combination over them), each row carrying the combination in ``options``;
+    the baseline uses the first. ``deadline`` (time.monotonic() seconds) bounds every row but the
+    baseline: a row is not started after it (reported failed, "not run: ...") and none runs past it.
     """
     from .graph.commands import GraphSteps, apply_steps
 
@@ -313,7 +348,15 @@ def compare(
         raise BadInputError("--eval needs real data (an .npz with inputs and labels, or images), not random")
     if cal_spec is not None and cal_spec.is_random:
         warnings.warn(RANDOM_WARNING, RandomCalibrationWarning, stacklevel=2)
-    plan = _plan_rows(tgt, backends, precisions, calibrated=cal_spec is not None)
+    sets = option_sets(options, vary)
+    rows_plan = _plan_rows(tgt, backends, precisions, calibrated=cal_spec is not None)
+    missing = sorted(set(sets) - {b for b, _, _ in rows_plan})
+    if missing:
+        raise BadInputError(f"--vary names {', '.join(missing)}, which this run has no rows for")
+    plan = [(b, p, opts, varied, why) for i, (b, p, why) in enumerate(rows_plan)
+            for opts, varied in (sets.get(b) or [((options or {}).get(b), None)])[: 1 if i == 0 else None]]
+    base_sets = sets.get("onnxruntime", [])[1:]  # the baseline's other option sets are rows of their own
+    plan[1:1] = [("onnxruntime", "fp32", opts, varied, None) for opts, varied in base_sets]
     prepared = prepare_model(model, _shapes(input_shapes))
     original = None
     if eval_against_original and steps and eval_spec is not None:
@@ -344,22 +387,32 @@ def compare(
             compute_metrics(ref_outputs, eval_set.labels, ref_outputs)  # metrics that cannot apply fail here, once
             np.savez(eval_reference, outputs=ref_outputs)
         results: list[ResultRow] = []
-        for i, (backend, precision, why) in enumerate(plan):
+        for i, (backend, precision, opts, varied, why) in enumerate(plan):
+            rest = None if deadline is None or i == 0 else deadline - time.monotonic()  # the baseline always runs
             if why is not None:
                 row = ResultRow(backend=backend, precision=precision, status="unavailable", error=why)
+            elif rest is not None and rest <= 0:
+                row = ResultRow(backend=backend, precision=precision, status="failed",
+                                error=f"{BUDGET_ERRORS[0]} was spent before this row started")
             else:
-                out = (keep or work / "artifacts") / f"{backend}-{precision}"
+                label = "".join(f"-{k}={v}" for k, v in (varied or {}).items())
+                out = (keep or work / "artifacts") / f"{backend}-{precision}{label}"
                 job = _RowJob(
                     str(model_path), prepared.source, prepared.name, prepared.sha256, tgt, backend, precision,
-                    (options or {}).get(backend), str(out), str(reference), settings,
+                    opts, str(out), str(reference), settings,
                     calibration=cal_spec, quantize=settings_q.model_dump(), eval_data=eval_spec,
                     eval_reference=str(eval_reference) if eval_reference is not None else None,
                     graph_passes=tuple(graph_passes), graph_notes=tuple(graph_notes),
                 )
-                outcome = run_isolated(_row_job, job, timeout_s=timeout_s, memory_limit=memory_limit or default_memory_limit())
+                limit = timeout_s if rest is None else min(timeout_s or rest, rest)
+                outcome = run_isolated(_row_job, job, timeout_s=limit, memory_limit=memory_limit or default_memory_limit())
                 row = _row_from_outcome(outcome, backend, precision)
+                if rest is not None and limit == rest and outcome.kind == "timeout":
+                    row = row.model_copy(update={"error": f"{BUDGET_ERRORS[1]} ran out after {rest:.0f} s of this row"})
                 if keep is None:
                     row = row.model_copy(update={"artifact": None})
+            if varied is not None:
+                row = row.model_copy(update={"options": varied})
             results.append(row)
             if on_row is not None:
                 on_row(row, i, len(plan))

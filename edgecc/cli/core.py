@@ -233,6 +233,7 @@ def compare(
     std: q.StdOpt = None,
     layout: q.LayoutOpt = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", help="BACKEND.KEY=VALUE: an option of one backend (repeatable)")] = None,
+    vary: q.VaryOpt = None,
     prune: PruneOpt = None,
     lowrank: LowRankOpt = None,
     optimize: OptimizeOpt = False,
@@ -245,6 +246,10 @@ def compare(
     quiet = json_out is not None and str(json_out) == "-"
     if is_remote(device):
         from ..remote.board import compare_on_device
+
+        if option or vary:
+            raise BadInputError("--option and --vary are not supported with an ssh:// --device yet: compare on the board "
+                                "without them, or run edgecc compare on the board itself")
         from ..remote.ssh import parse_device
 
         dev = parse_device(device)
@@ -262,7 +267,7 @@ def compare(
 
         def on_row(row, i, n):
             lat = f"{row.latency_ms.p50:.2f} ms" if row.latency_ms else row.status
-            progress.update(task, description=f"{i + 1}/{n} done; last: {row.backend} {row.precision} {lat}")
+            progress.update(task, description=f"{i + 1}/{n} done; last: {row.name} {row.precision} {lat}")
 
         cal_spec = q.data_spec(calibration, mean, std, layout) if calibration is not None else None
         q.warn_if_random(cal_spec)
@@ -274,7 +279,7 @@ def compare(
                 targets_file=targets_file, on_row=on_row,
                 calibration=cal_spec, quantize=q.quantize_settings(method, per_channel, samples),
                 eval_data=q.data_spec(eval_data, mean, std, layout) if eval_data is not None else None,
-                max_accuracy_drop=max_accuracy_drop, options=q.backend_options(option),
+                max_accuracy_drop=max_accuracy_drop, options=q.backend_options(option), vary=q.vary_options(vary),
                 prune=prune, lowrank=lowrank, optimize=optimize,
             )
     _show_compare(report, json_out, html_out, quiet)

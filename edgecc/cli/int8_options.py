@@ -1,4 +1,5 @@
-"""Options and helpers shared by the INT8/accuracy flags of quantize, evaluate, compile and compare."""
+"""Options and helpers shared by quantize, evaluate, compile, compare and search: the INT8/accuracy flags, backend
+options (--option) and the options a run varies (--vary)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,28 @@ def backend_options(items: Optional[list[str]]) -> dict[str, dict[str, object]] 
     return found or None
 
 
+def vary_options(items: Optional[list[str]]) -> dict[str, dict[str, list[object]]] | None:
+    """``BACKEND.KEY=V1,V2`` items as {backend: {key: [values]}} (each value read as in --option)."""
+    from .common import parse_options
+
+    found: dict[str, dict[str, list[object]]] = {}
+    for item in items or []:
+        head, sep, values = item.partition("=")
+        backend, dot, key = head.partition(".")
+        parts = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not dot or not backend.strip() or not key.strip() or not parts:
+            raise BadInputError(f"malformed --vary '{item}': give BACKEND.KEY=VALUE1,VALUE2, e.g. openvino.performance_hint=LATENCY,THROUGHPUT")
+        found.setdefault(backend.strip(), {})[key.strip()] = [parse_options([f"v={v}"])["v"] for v in parts]
+    return found or None
+
+
+VaryOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--vary", help="BACKEND.KEY=V1,V2: build that backend's rows once per value (repeatable; "
+                 "several keys: every combination), e.g. openvino.performance_hint=LATENCY,THROUGHPUT"),
+]
+
+
 def accuracy_notes(report) -> list[str]:
     """Lines under the compare table: rows over the accuracy budget and the fastest row within it."""
     if report.max_accuracy_drop is None:
@@ -73,13 +96,13 @@ def accuracy_notes(report) -> list[str]:
     lines = []
     for r in report.results:
         if r.within_accuracy_budget is False:
-            lines.append(f"over budget: {r.backend} {r.precision} loses {r.accuracy_drop:.2f} points "
+            lines.append(f"over budget: {r.name} {r.precision} loses {r.accuracy_drop:.2f} points "
                          f"(budget {report.max_accuracy_drop:g})")
     ok = [r for r in report.results if r.status == "ok" and r.within_accuracy_budget and r.latency_ms is not None]
     if ok:
         best = min(ok, key=lambda r: r.latency_ms.p50)
         speed = f", {best.speedup:.2f}x the baseline" if best.speedup else ""
-        lines.append(f"fastest within {report.max_accuracy_drop:g} points: {best.backend} {best.precision} "
+        lines.append(f"fastest within {report.max_accuracy_drop:g} points: {best.name} {best.precision} "
                      f"({best.latency_ms.p50:.3f} ms{speed})")
     return lines
 

@@ -28,7 +28,7 @@ def search_cmd(
     lowrank: Annotated[str, typer.Option("--lowrank", help="comma-separated low-rank energies to try; 'off' is unfactorised")] = "off",
     calibration: q.CalibrationOpt = None,
     max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", help="points of accuracy a variant may lose against the original model's onnxruntime FP32")] = 1.0,
-    time_budget: Annotated[Optional[str], typer.Option("--time-budget", help="stop starting graph variants after this long: 30m, 90s, 1h (default: no limit)")] = None,
+    time_budget: Annotated[Optional[str], typer.Option("--time-budget", help="stop after this long with what was measured: 30m, 90s, 1h (default: no limit; the baseline always runs)")] = None,
     method: q.MethodOpt = "minmax",
     per_channel: q.PerChannelOpt = True,
     samples: q.SamplesOpt = 100,
@@ -43,10 +43,11 @@ def search_cmd(
     layer_runs: LayerRunsOpt = 5,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds allowed per row (compile + profile)")] = 1800,
     option: Annotated[Optional[list[str]], typer.Option("--option", help="BACKEND.KEY=VALUE: an option of one backend (repeatable)")] = None,
+    vary: q.VaryOpt = None,
     html_out: HtmlOpt = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the result here; an earlier run's file of the same model/target is resumed: variants in it are not measured again")] = None,
 ) -> None:
-    """Find the fastest variant (backend x precision x pruning x low-rank) of MODEL on TARGET within an accuracy budget."""
+    """Find the fastest variant (backend x precision x backend options x pruning x low-rank) of MODEL on TARGET within an accuracy budget."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..search import parse_lowrank, parse_prune, parse_time_budget, search
@@ -54,6 +55,7 @@ def search_cmd(
     # Every flag is checked before anything runs.
     prune_values, lowrank_values = parse_prune(prune), parse_lowrank(lowrank)
     budget_s = parse_time_budget(time_budget) if time_budget is not None else None
+    options, varied = q.backend_options(option), q.vary_options(vary)
     if max_accuracy_drop < 0:
         from ..errors import BadInputError
 
@@ -81,7 +83,7 @@ def search_cmd(
                 precisions=split_list(precisions), prune=prune_values, lowrank=lowrank_values,
                 max_accuracy_drop=max_accuracy_drop, time_budget_s=budget_s, calibration=cal_spec,
                 quantize=q.quantize_settings(method, per_channel, samples), input_shapes=input_shape,
-                targets_file=targets_file, settings=settings, timeout_s=timeout, options=q.backend_options(option),
+                targets_file=targets_file, settings=settings, timeout_s=timeout, options=options, vary=varied,
                 resume=json_out, on_variant=on_variant,
             )
     data = result.to_json()

@@ -30,7 +30,7 @@ def _svg(fig) -> str:
 
 
 def _label(r: ResultRow) -> str:
-    return getattr(r, "id", None) or f"{r.backend} {r.precision}"  # search rows carry their variant id
+    return getattr(r, "id", None) or f"{r.name} {r.precision}"  # search rows carry their variant id
 
 
 def _error_axis(r: ResultRow) -> float:

@@ -54,6 +54,14 @@ class ResultRow(BaseModel):
     )
     within_accuracy_budget: bool | None = Field(None, description="accuracy_drop <= --max-accuracy-drop (None: no budget)")
     calibration: str | None = Field(None, description="the data INT8 was calibrated on")
+    options: dict[str, object] | None = Field(
+        None, description="the backend options this row was built with, of those the run varied (--vary); None: not varied"
+    )
+
+    @property
+    def name(self) -> str:
+        """``backend`` with the varied options, as tables show it: ``openvino performance_hint=THROUGHPUT``."""
+        return " ".join([self.backend, *(f"{k}={v}" for k, v in (self.options or {}).items())])
 
 
 class Baseline(BaseModel):

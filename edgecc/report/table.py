@@ -59,7 +59,7 @@ def _accuracy_columns(report: CompareReport) -> list:
 def _row_cells(r: ResultRow) -> list[str]:
     lat = r.latency_ms
     return [
-        r.backend, r.precision, f"[{_STATUS_STYLE[r.status]}]{r.status}[/]",
+        r.name, r.precision, f"[{_STATUS_STYLE[r.status]}]{r.status}[/]",
         _ms(lat.p50 if lat else None), _ms(lat.p90 if lat else None),
         "-" if r.speedup is None else f"{r.speedup:.2f}x",
         "-" if r.gflops_per_s is None else f"{r.gflops_per_s:.1f}",
@@ -70,7 +70,7 @@ def _row_cells(r: ResultRow) -> list[str]:
 
 
 def failures(report: CompareReport) -> list[str]:
-    return [f"{r.backend} {r.precision}: {r.error}" for r in report.results if r.status != "ok" and r.error]
+    return [f"{r.name} {r.precision}: {r.error}" for r in report.results if r.status != "ok" and r.error]
 
 
 def profile_table(row: ResultRow) -> Table:

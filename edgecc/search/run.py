@@ -67,15 +67,20 @@ class SearchResult:
 
 
 def row_id(variant: GraphVariant, row: ResultRow) -> str:
-    return f"{row.backend}-{row.precision}-{variant.key}"
+    """``openvino-int8-prune0.3-lowrankoff``, then the varied options: ``...-performance_hint=THROUGHPUT``."""
+    return "-".join([row.backend, row.precision, variant.key, *(f"{k}={v}" for k, v in (row.options or {}).items())])
 
 
 def compile_command(model: str, target: str, row: dict[str, object], *, calibration: DataSpec | None = None,
                     quantize: dict[str, object] | None = None, input_shapes: list[str] | None = None,
-                    targets_file: str | None = None, output: str | None = None) -> str:
-    """The ``edgecc compile`` command line that rebuilds ``row`` (a search variant) as an artifact directory."""
+                    targets_file: str | None = None, output: str | None = None,
+                    options: dict[str, dict[str, object]] | None = None) -> str:
+    """The ``edgecc compile`` command line that rebuilds ``row`` (a search variant) as an artifact directory:
+    ``options`` are the run's --option values, ``row["options"]`` the ones it varied for this row."""
     args = ["edgecc", "compile", model, "--target", target, "--backend", str(row["backend"]),
             "--precision", str(row["precision"])]
+    for key, value in ((options or {}).get(str(row["backend"]), {}) | (row.get("options") or {})).items():
+        args += ["--option", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
     if row.get("prune") is not None:
         args += ["--prune", f"{row['prune']:g}"]
     if row.get("lowrank") is not None:
@@ -125,6 +130,10 @@ def _load_saved(path: Path | None, model: str, target: str, eval_data: str, requ
                          g.get("flops"), g.get("seconds", 0.0), reused=True) for g in data["graph_variants"]], context
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise BadInputError(f"--json {path}: cannot resume from it ({e}); give another path (that file is left as it is)") from None
+
+
+def _cut_by_budget(row: ResultRow) -> bool:
+    return row.status == "failed" and (row.error or "").startswith(api.BUDGET_ERRORS)
 
 
 def _metric_value(row: ResultRow, metric: str) -> float | None:
@@ -195,6 +204,7 @@ def search(
     settings: api.ProfileSettings = api.ProfileSettings(layer_runs=10),
     timeout_s: float | None = 1800,
     options: dict[str, dict[str, object]] | None = None,
+    vary: dict[str, dict[str, list[object]]] | None = None,
     resume: str | os.PathLike[str] | None = None,
     on_variant: Callable[[SearchResult | None, Measured, int, int, float | None], None] | None = None,
     on_row: Callable[[ResultRow, int, int], None] | None = None,
@@ -203,8 +213,12 @@ def search(
     precision, and recommend the fastest row losing at most ``max_accuracy_drop`` points against the original
     model's onnxruntime FP32 baseline.
 
-    The original graph runs first (it is the baseline). A further graph variant is started only while
-    ``time_budget_s`` (seconds, None: no limit) is not spent; what was not started is listed in ``not_run``.
+    ``vary`` (backend -> option -> values) builds that backend's rows once per combination of values
+    (OpenVINO's performance hint, TVM's trial budget...), each a variant of its own.
+
+    The original graph runs first (its onnxruntime FP32 row is the baseline, always measured). Within
+    ``time_budget_s`` (seconds, None: no limit) rows are measured as they come; no row runs past it, rows
+    it cuts short are reported failed, and graph variants not started are listed in ``not_run``.
     ``resume`` is the JSON of an earlier run (same model, target, evaluation set and request): its graph
     variants are not measured again, and those outside this grid are kept in the result.
     ``on_variant(result_so_far, measured, done, total, seconds_left)`` is called after each graph variant
@@ -225,12 +239,15 @@ def search(
     model_name = str(model)
     request = {"backends": backends, "precisions": precisions, "calibration": cal_spec.describe() if cal_spec else None,
                "quantize": quantize, "input_shapes": input_shapes, "options": options}
+    if vary:
+        request["vary"] = vary  # only when given: runs saved before --vary existed still resume
     earlier, context = _load_saved(Path(resume) if resume else None, model_name, target, eval_spec.describe(), request)
-    saved = {m.variant: m for m in earlier}
+    # a graph variant the earlier run's time budget cut short is measured again, whole
+    saved = {m.variant: m for m in earlier if not any(_cut_by_budget(r) for r in m.rows)}
     plan = grid(list(prune), list(lowrank))
     outside = [m for v, m in saved.items() if v not in plan]  # kept in every result: they are the user's measurements
     cmd = {"calibration": cal_spec, "quantize": quantize, "input_shapes": input_shapes,
-           "targets_file": str(targets_file) if targets_file is not None else None}
+           "targets_file": str(targets_file) if targets_file is not None else None, "options": options}
     measured: list[Measured] = []
     not_run: list[str] = []
     messages: list[str] = []
@@ -252,7 +269,8 @@ def search(
                 model, target, backends=backends, precisions=precisions, input_shapes=input_shapes, options=options,
                 settings=settings, timeout_s=timeout_s, targets_file=targets_file, on_row=on_row,
                 calibration=cal_spec, quantize=quantize, eval_data=eval_spec,
-                prune=variant.prune, lowrank=variant.lowrank, eval_against_original=True,
+                prune=variant.prune, lowrank=variant.lowrank, eval_against_original=True, vary=vary,
+                deadline=None if time_budget_s is None else start + time_budget_s,
             )
             m = Measured(variant, report.results, report.flops, time.monotonic() - t0)
             context = {"measured_on": report.measured_on, "versions": report.versions, "peak_gflops": report.peak_gflops}
@@ -264,6 +282,10 @@ def search(
     if not_run:
         messages.append(f"time budget of {time_budget_s:g} s spent: {len(not_run)} of {len(plan)} graph variants "
                         f"not measured ({', '.join(not_run)}); run again with the same --json to continue")
+    cut = [row_id(m.variant, r) for m in measured for r in m.rows if _cut_by_budget(r)]
+    if cut:
+        messages.append(f"time budget of {time_budget_s:g} s spent: {len(cut)} row(s) not measured or cut short "
+                        f"({', '.join(cut)})")
     reused = sum(m.reused for m in measured)
     if reused:
         messages.append(f"{reused} graph variant(s) taken from the earlier run, not measured again")

@@ -221,6 +221,19 @@ def test_compile_tuned_applies_database_and_matches(backend, tuned_db, tinycnn, 
     assert row.verified is True, row.error
 
 
+def test_trials_option_tunes_then_compiles_and_a_second_compile_spends_nothing(backend, tinycnn, tmp_path):
+    """options trials=8 (what --vary tvm.trials=0,8 gives compare and search): tune into the database,
+    then compile with its records; the same compile again finds the task tuned."""
+    opts = {"trials": 8, "db": str(tmp_path / "db")}
+    art = build_artifact(tinycnn, detect_host(), backend, "fp32", opts, tmp_path / "a")
+    notes = " ".join(art.manifest.notes)
+    assert "tuned here: 8 of 8 trials" in notes and "fused functions: 1 tuned" in notes, notes
+    assert art.manifest.options["trials"] == 8 and art.manifest.options["tuned"] is True
+    assert profile_artifact(art, backend, **QUICK).verified is True
+    again = build_artifact(tinycnn, detect_host(), backend, "fp32", opts, tmp_path / "b")
+    assert "tuned here: 0 of 8 trials" in " ".join(again.manifest.notes) and "(1 tasks already in the database)" in " ".join(again.manifest.notes)
+
+
 def test_compile_tuned_without_records_says_to_tune_first(tmp_path):
     proc = cli("compile", "zoo:tinycnn", "--target", "host", "--backend", "tvm", "--tuned", "--option", f"db={tmp_path / 'empty'}",
                "-o", str(tmp_path / "out"))

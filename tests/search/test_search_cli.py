@@ -205,3 +205,71 @@ def test_report_on_a_damaged_search_file_exits_2(tmp_path):
     path.write_text(json.dumps({"kind": "edgecc-search", "model": "m", "target": "host"}))
     code, _, stderr = run("report", path)
     assert code == 2 and "Traceback" not in stderr and "not a saved edgecc search" in " ".join(stderr.split())
+
+
+def test_vary_makes_backend_options_variants_with_their_rebuild_command(compare_calls, tmp_path):
+    """--vary onnxruntime.graph_optimization_level=all,basic: one variant per value, ids and commands carry it,
+    and the command rebuilds an artifact compiled with that value. A run without --vary does not resume it."""
+    path = tmp_path / "r.json"
+    code, _, stderr = run("search", MODEL, "--target", "host", "--backends", "onnxruntime", "--precisions", "fp32",
+                          "--eval", EVAL, "--prune", "0", "--json", path, *FAST,
+                          "--vary", "onnxruntime.graph_optimization_level=all,basic")
+    assert code == 0, stderr
+    data = json.loads(path.read_text())
+    ids = [v["id"] for v in data["variants"]]
+    assert ids == ["onnxruntime-fp32-prune0-lowrankoff-graph_optimization_level=all",
+                   "onnxruntime-fp32-prune0-lowrankoff-graph_optimization_level=basic"]
+    assert [v["options"] for v in data["variants"]] == [{"graph_optimization_level": "all"}, {"graph_optimization_level": "basic"}]
+    assert data["baseline"]["id"] == ids[0] and data["request"]["vary"] == {"onnxruntime": {"graph_optimization_level": ["all", "basic"]}}
+    # the same accuracy: the optimisation level does not change what the model computes
+    assert data["variants"][1]["accuracy_drop"] == 0.0
+    from edgecc.search import compile_command
+
+    args = shlex.split(compile_command(data["model"], data["target"], data["variants"][1], output=str(tmp_path / "basic")))
+    assert args[args.index("--option") + 1] == "graph_optimization_level=basic"
+    code, _, stderr = run(*args[1:])
+    assert code == 0, stderr
+    assert load_artifact(tmp_path / "basic").manifest.options["graph_optimization_level"] == "basic"
+    # another request (no --vary): the saved variants do not answer it, so it is measured again
+    compare_calls.clear()
+    code, _, stderr = run("search", MODEL, "--target", "host", "--backends", "onnxruntime", "--precisions", "fp32",
+                          "--eval", EVAL, "--prune", "0", "--json", path, *FAST)
+    assert code == 0 and compare_calls == [(None, None)], stderr
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("onnxruntime.graph_optimization_level", "malformed --vary 'onnxruntime.graph_optimization_level'"),
+    ("graph_optimization_level=all,basic", "malformed --vary"),
+    ("onnxruntime.graph_optimization_level=all,fastest", "onnxruntime option graph_optimization_level"),
+    ("openvino.performance_hint=LATENCY,THROUGHPUT", "--vary names openvino, which this run has no rows for"),
+])
+def test_bad_vary_exits_2_before_anything_runs(flag, message, tmp_path):
+    code, _, stderr = search(tmp_path / "r.json", "--vary", flag)
+    assert code == 2 and "Traceback" not in stderr
+    assert message in " ".join(stderr.split())
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_time_budget_cuts_a_row_short_and_says_so(faulty_backend_installed, tmp_path):
+    """A row that would run for an hour is stopped when the search's budget runs out, with the search's
+    baseline and the other rows kept; the message names the row."""
+    import time
+
+    import numpy as np
+
+    from edgecc.search import search as run_search
+
+    data = tmp_path / "eval.npz"
+    np.savez(data, input=np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32))
+    start = time.monotonic()
+    result = run_search("zoo:tinycnn", "host", eval_data=str(data), backends=["onnxruntime", "faulty"], precisions=["fp32"],
+                        vary={"faulty": {"fault": ["none", "hang"]}}, time_budget_s=30, timeout_s=3600,
+                        settings=api.ProfileSettings(warmup=1, runs=3, min_time_s=0.0, layer_runs=0))
+    assert time.monotonic() - start < 600
+    rows = {v["id"]: v for v in result.variants}
+    assert rows["onnxruntime-fp32-prune0-lowrankoff"]["status"] == "ok"
+    assert rows["faulty-fp32-prune0-lowrankoff-fault=none"]["status"] == "ok"
+    hung = rows["faulty-fp32-prune0-lowrankoff-fault=hang"]
+    assert hung["status"] == "failed" and hung["error"].startswith(api.BUDGET_ERRORS[1])
+    assert any("faulty-fp32-prune0-lowrankoff-fault=hang" in m and "time budget of 30 s spent" in m for m in result.messages)
+    assert result.recommended is not None and result.recommended["id"] != hung["id"]

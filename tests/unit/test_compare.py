@@ -133,3 +133,42 @@ def test_compare_stops_a_row_that_eats_memory(faulty_backend_installed):
     hog = [r for r in report.results if r.backend == "faulty"][0]
     assert hog.status == "failed" and "over the memory limit of 1.0 GiB" in hog.error
     assert report.results[0].status == "ok"
+
+
+def test_vary_builds_a_row_per_option_value_and_the_deadline_stops_rows(faulty_backend_installed):
+    """--vary: one faulty row per value, each carrying its value; the deadline cuts the hanging row short
+    and the row after it is not started, while the baseline always runs."""
+    import time
+
+    start = time.monotonic()
+    report = api.compare(
+        "zoo:tinycnn", "host", backends=["faulty"], precisions=["fp32"], vary={"faulty": {"fault": ["hang", "none"]}},
+        settings=FAST, timeout_s=600, deadline=time.monotonic() + 15,
+    )
+    base, hang, after = report.results
+    assert base.status == "ok" and base.options is None and base.latency_ms is not None
+    assert hang.options == {"fault": "hang"} and after.options == {"fault": "none"}
+    assert hang.status == "failed" and hang.error.startswith(api.BUDGET_ERRORS[1]), hang.error
+    assert after.status == "failed" and after.error.startswith(api.BUDGET_ERRORS[0]), after.error
+    assert time.monotonic() - start < 600  # stopped by the deadline, not by the row timeout
+    assert hang.name == "faulty fault=hang"
+
+
+def test_vary_without_deadline_measures_every_value(faulty_backend_installed):
+    report = api.compare("zoo:tinycnn", "host", backends=["faulty"], precisions=["fp32"],
+                         vary={"faulty": {"fault": ["none", "wrong"]}}, settings=FAST, timeout_s=120)
+    base, ok, wrong = report.results
+    assert ok.status == "ok" and ok.verified is True and ok.options == {"fault": "none"}
+    assert wrong.options == {"fault": "wrong"} and wrong.verified is False
+
+
+@pytest.mark.parametrize("vary, error, words", [
+    ({"faulty": {"fault": ["none", "sideways"]}}, BadInputError, "faulty option fault"),
+    ({"onnxruntime": {"graph_optimization_level": ["all", "max"]}}, BadInputError, "onnxruntime option graph_optimization_level"),
+    ({"openvino": {"performance_hint": ["LATENCY"]}}, BadInputError, "--vary names openvino, which this run has no rows for"),
+    ({"nosuch": {"x": [1]}}, UnknownNameError, "nosuch"),
+    ({"faulty": {"fault": []}}, BadInputError, "--vary faulty: give KEY=VALUE1,VALUE2"),
+])
+def test_bad_vary_fails_before_any_row(faulty_backend_installed, vary, error, words):
+    with pytest.raises(error, match=words):
+        api.compare("zoo:tinycnn", "host", backends=["faulty"], precisions=["fp32"], vary=vary, settings=FAST)

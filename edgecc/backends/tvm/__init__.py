@@ -32,6 +32,11 @@ class TvmOptions(BackendOptions):
         "'auto' (default): measured when the target is this machine's architecture, else sampled",
     )
     tuned: bool = Field(False, description="apply the tuning database's records for this target (edgecc tune)")
+    trials: int = Field(
+        0, ge=0, description="tune this many MetaSchedule trials into the database first, as edgecc tune does (tasks "
+        "the database holds cost nothing), then compile with its records; 0 (default): no tuning. Lets compare and "
+        "search try trial budgets: --vary tvm.trials=0,64,256",
+    )
     db: str | None = Field(None, description="tuning database directory; default: the user cache (tvm/tuning)")
     num_threads: int | None = Field(
         None, ge=1, description="runtime threads; default: the target's cores, capped at this machine's when run"

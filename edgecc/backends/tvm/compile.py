@@ -71,6 +71,13 @@ class TvmCompiler(Compiler):
         tvm_target = lowering.make_target(target.tvm.to_tvm_dict())  # type: ignore[union-attr]
         notes: list[str] = []
         database = None
+        if opts.trials:
+            from ...tuning.metaschedule import tune_model
+
+            tuned = tune_model(model, target, trials=opts.trials, db_dir=opts.db)
+            notes.append(f"tuned here: {tuned.trials_spent} of {opts.trials} trials in {tuned.elapsed_s:.0f} s "
+                         f"({tuned.tasks_in_database} tasks already in the database)")
+            opts = opts.model_copy(update={"tuned": True})
         if opts.tuned:
             db = TuningDatabase.for_target(target.tvm, opts.db)  # type: ignore[arg-type]
             valid = db.count_records()
