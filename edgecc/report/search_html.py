@@ -1,5 +1,5 @@
-"""The report of ``edgecc search``: its variants (labelled by id), the frontier of latency against accuracy drop,
-the recommended variant and its slowest layers, roofline position. Reuses edgecc.report.html's plots."""
+"""The report of ``edgecc search``: its variants (labelled by id), the frontier of latency against accuracy drop
+(and with artifact size), the recommended variant and its slowest layers, roofline position. Reuses edgecc.report.html's plots."""
 
 from __future__ import annotations
 
@@ -47,12 +47,39 @@ def _drop_plot(rows: list[SearchRow], front: set[str], recommended: str | None, 
     return _svg(fig)
 
 
+def _size_plot(rows: list[SearchRow], front: set[str], recommended: str | None) -> str:
+    """Latency against artifact size; rows within the accuracy budget in blue, over it in grey, members of
+    the frontier of (latency, drop, size) labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in rows:
+        size = r.artifact_bytes / 2**20
+        within = r.within_accuracy_budget is not False
+        ax.scatter(size, r.latency_ms.p50, s=80 if r.id == recommended else (55 if r.id in front else 25), zorder=3,
+                   color="#1a7f37" if r.id == recommended else ("#4c72b0" if within else "#9a9a9a"),
+                   edgecolors="#cf222e" if r.id in front else "none", linewidths=1.5)
+        if r.id in front:
+            ax.annotate(r.id, (size, r.latency_ms.p50), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.scatter([], [], color="#4c72b0", label="within the accuracy budget")
+    ax.scatter([], [], color="#9a9a9a", label="over the budget")
+    ax.scatter([], [], color="white", edgecolors="#cf222e", label="frontier of latency, drop and size")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_xlabel("artifact size, MiB")
+    ax.set_ylabel("latency p50, ms")
+    return _svg(fig)
+
+
 def _cell(value, fmt: str) -> str:
     return "<td>-</td>" if value is None else f"<td>{format(value, fmt)}</td>"
 
 
-def _table(rows: list[SearchRow], front: set[str], recommended: str | None) -> str:
-    head = ("variant", "status", "p50 ms", "speedup", "accuracy", "drop", "within budget", "GFLOP/s", "Pareto", "note")
+def _table(rows: list[SearchRow], front: set[str], size_front: set[str], recommended: str | None) -> str:
+    head = ("variant", "status", "p50 ms", "speedup", "accuracy", "drop", "within budget", "GFLOP/s", "size MiB",
+            "Pareto", "Pareto with size", "note")
     out = ["<table id='variants'><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for r in rows:
         mark = " <b class='rec'>(recommended)</b>" if r.id == recommended else ""
@@ -62,7 +89,9 @@ def _table(rows: list[SearchRow], front: set[str], recommended: str | None) -> s
             f'<td class="l {r.status}">{r.status}</td>',
             _cell(r.latency_ms.p50 if r.latency_ms else None, ".3f"), _cell(r.speedup, ".2f"),
             _cell(r.accuracy, ".2f"), _cell(r.accuracy_drop, ".2f"), f"<td>{budget}</td>", _cell(r.gflops_per_s, ".1f"),
-            f"<td>{'yes' if r.id in front else ''}</td>", f'<td class="l">{html.escape(r.error or "")}</td>',
+            _cell(r.artifact_bytes / 2**20 if r.artifact_bytes else None, ".2f"),
+            f"<td>{'yes' if r.id in front else ''}</td>", f"<td>{'yes' if r.id in size_front else ''}</td>",
+            f'<td class="l">{html.escape(r.error or "")}</td>',
         ]) + "</tr>")
     return "\n".join(out) + "</table>"
 
@@ -95,13 +124,18 @@ def render_search(data: dict) -> str:
         parts.append(f"<p id='recommended'>No measured variant stays within {data['max_accuracy_drop']:g} points: nothing recommended.</p>")
     for m in data.get("messages", []):
         parts.append(f"<p class='meta note'>{html.escape(m)}</p>")
-    parts += ["<h2>Variants</h2>", _table(rows, front, rec_id)]
+    size_front = set(data.get("pareto_with_size", []))
+    parts += ["<h2>Variants</h2>", _table(rows, front, size_front, rec_id)]
     if ok:
         parts += ["<h2>Latency</h2>", f"<figure id='latency'>{_latency_plot(ok, base['latency_ms_p50'])}</figure>"]
         measured = [r for r in ok if r.accuracy_drop is not None]
         if measured:
             parts += ["<h2>Latency against accuracy drop (Pareto frontier in red, recommended in green)</h2>",
                       f"<figure id='pareto'>{_drop_plot(measured, front, rec_id, data['max_accuracy_drop'], metric)}</figure>"]
+        sized = [r for r in ok if r.artifact_bytes]
+        if sized:
+            parts += ["<h2>Latency against artifact size (frontier of latency, accuracy drop and size ringed)</h2>",
+                      f"<figure id='size'>{_size_plot(sized, size_front, rec_id)}</figure>"]
         if any(r.gflops_per_s for r in ok):
             parts += ["<h2>Roofline position</h2>", f"<figure id='roofline'>{_roofline_plot(ok, data.get('peak_gflops'))}</figure>"]
         winner = next((r for r in ok if r.id == rec_id), None)
