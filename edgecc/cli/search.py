@@ -8,10 +8,10 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from .. import api
+from ..errors import BadInputError
 from . import int8_options as q
 from .common import (
-    HtmlOpt, JsonOpt, LayerRunsOpt, MinTimeOpt, ModelArg, RunsOpt, ShapeOpt, TargetOpt, TargetsFileOpt, WarmupOpt, app, err,
+    HtmlOpt, LayerRunsOpt, MinTimeOpt, ModelArg, RunsOpt, ShapeOpt, TargetOpt, TargetsFileOpt, WarmupOpt, app, err,
     handle_errors, out, profile_settings, split_list, write_json,
 )
 
@@ -24,7 +24,7 @@ def search_cmd(
     eval_data: Annotated[str, typer.Option("--eval", help="accuracy is measured on this data: an .npz with inputs and 'labels' (top-1), or images (top-1 agreement with the original model)")],
     backends: Annotated[Optional[str], typer.Option("--backends", help="comma-separated; default: every backend the target lists")] = None,
     precisions: Annotated[Optional[str], typer.Option("--precisions", help="comma-separated; default: what each backend can do")] = None,
-    prune: Annotated[str, typer.Option("--prune", help="comma-separated channel-pruning ratios to try; 0 is unpruned")] = "0",
+    prune: Annotated[str, typer.Option("--prune", help="comma-separated channel-pruning ratios to try (0 is unpruned), or a range LOW:HIGH for --strategy optuna")] = "0",
     lowrank: Annotated[str, typer.Option("--lowrank", help="comma-separated low-rank energies to try; 'off' is unfactorised")] = "off",
     calibration: q.CalibrationOpt = None,
     max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", help="points of accuracy a variant may lose against the original model's onnxruntime FP32")] = 1.0,
@@ -44,21 +44,21 @@ def search_cmd(
     timeout: Annotated[float, typer.Option("--timeout", help="seconds allowed per row (compile + profile)")] = 1800,
     option: Annotated[Optional[list[str]], typer.Option("--option", help="BACKEND.KEY=VALUE: an option of one backend (repeatable)")] = None,
     vary: q.VaryOpt = None,
+    strategy: Annotated[str, typer.Option("--strategy", help="grid: every prune x low-rank pair; optuna: up to --max-variants pairs picked by Optuna's TPE sampler")] = "grid",
+    max_variants: Annotated[int, typer.Option("--max-variants", help="graph variants --strategy optuna measures at most")] = 12,
     html_out: HtmlOpt = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the result here; an earlier run's file of the same model/target is resumed: variants in it are not measured again")] = None,
 ) -> None:
     """Find the fastest variant (backend x precision x backend options x pruning x low-rank) of MODEL on TARGET within an accuracy budget."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..search import parse_lowrank, parse_prune, parse_time_budget, search
+    from ..search import parse_lowrank, parse_prune_space, parse_time_budget, search
 
     # Every flag is checked before anything runs.
-    prune_values, lowrank_values = parse_prune(prune), parse_lowrank(lowrank)
+    prune_values, lowrank_values = parse_prune_space(prune), parse_lowrank(lowrank)
     budget_s = parse_time_budget(time_budget) if time_budget is not None else None
     options, varied = q.backend_options(option), q.vary_options(vary)
     if max_accuracy_drop < 0:
-        from ..errors import BadInputError
-
         raise BadInputError("--max-accuracy-drop must be >= 0 (percentage points)")
     quiet = json_out is not None and str(json_out) == "-"
     cal_spec = q.data_spec(calibration, mean, std, layout) if calibration is not None else None
@@ -84,6 +84,7 @@ def search_cmd(
                 max_accuracy_drop=max_accuracy_drop, time_budget_s=budget_s, calibration=cal_spec,
                 quantize=q.quantize_settings(method, per_channel, samples), input_shapes=input_shape,
                 targets_file=targets_file, settings=settings, timeout_s=timeout, options=options, vary=varied,
+                strategy=strategy, max_variants=max_variants,
                 resume=json_out, on_variant=on_variant,
             )
     data = result.to_json()

@@ -16,7 +16,8 @@ from ..data import DataSpec
 from ..errors import BadInputError
 from ..report.pareto import pareto_front
 from ..report.schema import ResultRow
-from .grid import GraphVariant, grid
+from .grid import GraphVariant
+from .strategy import GridStrategy, OptunaStrategy, PruneRange
 
 
 @dataclass
@@ -132,6 +133,13 @@ def _load_saved(path: Path | None, model: str, target: str, eval_data: str, requ
         raise BadInputError(f"--json {path}: cannot resume from it ({e}); give another path (that file is left as it is)") from None
 
 
+def _score(result: SearchResult, variant: GraphVariant) -> float:
+    """What the strategy maximises: the best speedup among ``variant``'s rows within the accuracy budget, 0 if none."""
+    ids = {row_id(variant, r) for m in result.measured if m.variant == variant for r in m.rows}
+    return max((v["speedup"] for v in result.variants if v["id"] in ids and v["within_accuracy_budget"]
+                and v["speedup"] is not None), default=0.0)
+
+
 def _cut_by_budget(row: ResultRow) -> bool:
     return row.status == "failed" and (row.error or "").startswith(api.BUDGET_ERRORS)
 
@@ -193,7 +201,7 @@ def search(
     eval_data: DataSpec | str,
     backends: list[str] | None = None,
     precisions: list[str] | None = None,
-    prune: list[float | None] = (None,),
+    prune: list[float | None] | PruneRange = (None,),
     lowrank: list[float | None] = (None,),
     max_accuracy_drop: float = 1.0,
     time_budget_s: float | None = None,
@@ -205,13 +213,20 @@ def search(
     timeout_s: float | None = 1800,
     options: dict[str, dict[str, object]] | None = None,
     vary: dict[str, dict[str, list[object]]] | None = None,
+    strategy: str = "grid",
+    max_variants: int = 12,
+    seed: int = 0,
     resume: str | os.PathLike[str] | None = None,
     on_variant: Callable[[SearchResult | None, Measured, int, int, float | None], None] | None = None,
     on_row: Callable[[ResultRow, int, int], None] | None = None,
 ) -> SearchResult:
-    """Measure every graph variant (``prune`` ratios x ``lowrank`` energies; None is "off") with every backend x
+    """Measure graph variants (``prune`` ratios x ``lowrank`` energies; None is "off") with every backend x
     precision, and recommend the fastest row losing at most ``max_accuracy_drop`` points against the original
     model's onnxruntime FP32 baseline.
+
+    ``strategy`` "grid" measures every pair; "optuna" measures up to ``max_variants`` graph variants that
+    Optuna's TPE sampler (``seed``) picks from ``prune`` (a list, or a PruneRange) x ``lowrank``, maximising
+    the best speedup within the accuracy budget (see edgecc.search.strategy).
 
     ``vary`` (backend -> option -> values) builds that backend's rows once per combination of values
     (OpenVINO's performance hint, TVM's trial budget...), each a variant of its own.
@@ -228,7 +243,7 @@ def search(
         raise BadInputError("--max-accuracy-drop must be >= 0 (percentage points)")
     if time_budget_s is not None and time_budget_s < 0:
         raise BadInputError("--time-budget must be >= 0")
-    for v in prune:
+    for v in [] if isinstance(prune, PruneRange) else prune:
         if v is not None and not 0.0 < v < 1.0:
             raise BadInputError(f"--prune: every ratio must be 0 (off) or between 0 and 1 (exclusive), got {v:g}")
     for v in lowrank:
@@ -244,8 +259,13 @@ def search(
     earlier, context = _load_saved(Path(resume) if resume else None, model_name, target, eval_spec.describe(), request)
     # a graph variant the earlier run's time budget cut short is measured again, whole
     saved = {m.variant: m for m in earlier if not any(_cut_by_budget(r) for r in m.rows)}
-    plan = grid(list(prune), list(lowrank))
-    outside = [m for v, m in saved.items() if v not in plan]  # kept in every result: they are the user's measurements
+    if strategy == "grid":
+        strat = GridStrategy(prune, lowrank)
+    elif strategy == "optuna":
+        strat = OptunaStrategy(prune, lowrank, max_variants, known=list(saved), seed=seed)
+    else:
+        raise BadInputError(f"--strategy '{strategy}': grid or optuna")
+    outside = [m for v, m in saved.items() if not strat.covers(v)]  # kept in every result: they are the user's measurements
     cmd = {"calibration": cal_spec, "quantize": quantize, "input_shapes": input_shapes,
            "targets_file": str(targets_file) if targets_file is not None else None, "options": options}
     measured: list[Measured] = []
@@ -257,10 +277,13 @@ def search(
         return None if time_budget_s is None else time_budget_s - (time.monotonic() - start)
 
     result: SearchResult | None = None
-    for i, variant in enumerate(plan):
+    while (variant := strat.next()) is not None:
         if variant in saved:
             m = saved.pop(variant)
         elif not variant.is_original and (rest := left()) is not None and rest <= 0:
+            if strat.stops_when_time_is_up:
+                messages.append(f"time budget of {time_budget_s:g} s spent after {len(measured)} graph variants")
+                break
             not_run.append(variant.key)
             continue
         else:
@@ -276,11 +299,12 @@ def search(
             context = {"measured_on": report.measured_on, "versions": report.versions, "peak_gflops": report.peak_gflops}
         measured.append(m)
         result = _result(measured + outside, max_accuracy_drop, model_name, target, cmd, not_run, messages, request, context, eval_spec)
+        strat.tell(variant, _score(result, variant))
         if on_variant is not None:
-            on_variant(result, m, i + 1, len(plan), left())
+            on_variant(result, m, len(measured) + len(not_run), strat.total, left())
     measured += outside
     if not_run:
-        messages.append(f"time budget of {time_budget_s:g} s spent: {len(not_run)} of {len(plan)} graph variants "
+        messages.append(f"time budget of {time_budget_s:g} s spent: {len(not_run)} of {strat.total} graph variants "
                         f"not measured ({', '.join(not_run)}); run again with the same --json to continue")
     cut = [row_id(m.variant, r) for m in measured for r in m.rows if _cut_by_budget(r)]
     if cut:

@@ -273,3 +273,35 @@ def test_time_budget_cuts_a_row_short_and_says_so(faulty_backend_installed, tmp_
     assert hung["status"] == "failed" and hung["error"].startswith(api.BUDGET_ERRORS[1])
     assert any("faulty-fp32-prune0-lowrankoff-fault=hang" in m and "time budget of 30 s spent" in m for m in result.messages)
     assert result.recommended is not None and result.recommended["id"] != hung["id"]
+
+
+def test_optuna_strategy_measures_distinct_variants_and_a_resumed_run_adds_only_new_ones(compare_calls, tmp_path):
+    pytest.importorskip("optuna", reason='optuna is not installed (pip install "edgecc[search]")')
+    path = tmp_path / "r.json"
+    flags = ["--prune", "0:0.6", "--strategy", "optuna"]
+    code, _, stderr = search(path, *flags, "--max-variants", "3")
+    assert code == 0, stderr
+    first = json.loads(path.read_text())
+    graphs = [(g["prune"], g["lowrank"]) for g in first["graph_variants"]]
+    assert len(graphs) == len(set(graphs)) == 3 == len(compare_calls) and graphs[0] == (None, None)
+    assert all(p is None or 0 < p <= 0.6 for p, _ in graphs)
+    compare_calls.clear()
+    code, _, stderr = search(path, *flags, "--max-variants", "5")
+    assert code == 0, stderr
+    again = json.loads(path.read_text())
+    assert [(g["prune"], g["lowrank"]) for g in again["graph_variants"]][:3] == graphs
+    assert len(again["graph_variants"]) == 5 and len(compare_calls) == 2
+    assert not set(compare_calls) & set(graphs)
+    assert "3 graph variant(s) taken from the earlier run" in " ".join(stderr.split())
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--prune", "0:0.6"], "a range is searched by --strategy optuna"),
+    (["--prune", "0.6:0.1", "--strategy", "optuna"], "0 <= LOW < HIGH < 1"),
+    (["--strategy", "bayes"], "--strategy 'bayes': grid or optuna"),
+    (["--strategy", "optuna", "--max-variants", "0"], "--max-variants must be >= 1"),
+])
+def test_bad_strategy_flags_exit_2_before_anything_runs(flags, message, compare_calls, tmp_path):
+    code, _, stderr = search(tmp_path / "r.json", *flags)
+    assert code == 2 and "Traceback" not in stderr and message in " ".join(stderr.split())
+    assert compare_calls == [] and not (tmp_path / "r.json").exists()
