@@ -11,7 +11,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .artifact import Artifact, load_artifact
@@ -93,11 +93,13 @@ def compile(
     the compile succeeds. ``precision="int8"`` needs ``calibration`` (a directory of images, an .npz/.npy,
     or ``random`` for latency-only work; see edgecc.data) and takes ``quantize`` settings.
     ``prune`` (ratio), ``lowrank`` (energy) and ``optimize`` rewrite the graph first;
-    they are recorded in the manifest's passes and notes.
+    they are recorded in the manifest's passes and notes. Pruning is measured on ``calibration`` when it
+    holds real samples (at any precision): channels ranked by activation, their means folded into biases.
     """
     from .graph.commands import GraphSteps, apply_steps
 
-    steps = GraphSteps(optimize=optimize, prune=prune, lowrank=lowrank)
+    cal = calibration_spec(calibration, check_settings(quantize)) if calibration is not None else None
+    steps = GraphSteps(optimize=optimize, prune=prune, lowrank=lowrank, data=cal)
     steps.check()
     tgt = resolve_target(target, targets_file)
     be = get_backend(backend or tgt.preferred_backend)
@@ -254,6 +256,23 @@ def _plan_rows(
     return rows
 
 
+def _relevant(backend: str, precision: str, sets: list[tuple[dict[str, object] | None, dict[str, object] | None]]):
+    """``sets`` for a row of ``precision``: varied options that do not apply to it (BackendOptions.applies_to)
+    dropped, and the combinations that then coincide built once."""
+    model = get_backend(backend).options_model
+    out, seen = [], set()
+    for opts, varied in sets:
+        if varied is not None:
+            dropped = {k for k in varied if not model.applies_to(k, precision)}
+            varied = {k: v for k, v in varied.items() if k not in dropped}
+            opts = {k: v for k, v in (opts or {}).items() if k not in dropped}
+        key = repr(sorted((varied or {}).items()))
+        if key not in seen:
+            seen.add(key)
+            out.append((opts, varied))
+    return out
+
+
 #: how rows the ``deadline`` of compare() stopped begin their error (not run / cut short)
 BUDGET_ERRORS = ("not run: the time budget", "stopped: the time budget")
 
@@ -354,7 +373,7 @@ def compare(
     if missing:
         raise BadInputError(f"--vary names {', '.join(missing)}, which this run has no rows for")
     plan = [(b, p, opts, varied, why) for i, (b, p, why) in enumerate(rows_plan)
-            for opts, varied in (sets.get(b) or [((options or {}).get(b), None)])[: 1 if i == 0 else None]]
+            for opts, varied in _relevant(b, p, sets.get(b) or [((options or {}).get(b), None)])[: 1 if i == 0 else None]]
     base_sets = sets.get("onnxruntime", [])[1:]  # the baseline's other option sets are rows of their own
     plan[1:1] = [("onnxruntime", "fp32", opts, varied, None) for opts, varied in base_sets]
     prepared = prepare_model(model, _shapes(input_shapes))
@@ -363,7 +382,7 @@ def compare(
         from .graph.commands import copy_model
 
         original = copy_model(prepared.model)
-    graph_passes, graph_notes = apply_steps(prepared, steps)
+    graph_passes, graph_notes = apply_steps(prepared, replace(steps, data=cal_spec))  # pruning is measured on it
     flops = analyze(prepared.model).flops
     # Read the data here first: a bad file fails the whole run at once, with its reason (exit 2).
     cal_feeds = load_dataset(cal_spec, prepared.inputs).batches[0] if cal_spec is not None else None
@@ -611,20 +630,24 @@ def prune(
     *,
     ratio: float | None = None,
     zero_channels: bool = False,
-    criterion: str = "l1",
+    criterion: str = "auto",
     round_to: int = 1,
     exclude: list[str] | None = None,
     input_shapes: ShapeArg = None,
     dry_run: bool = False,
+    calibration: DataSpec | str | None = None,
 ):
     """Structured channel pruning made physical (weights sliced): ``ratio`` of each coupled channel group
-    by ``criterion`` (l1, l2, bn-gamma), or ``zero_channels`` (exact). Returns the plan, FLOPs/params before
-    and after, and the output difference from the original."""
+    by ``criterion`` (l1, l2, bn-gamma, activation; "auto": activation with ``calibration``, else l1), or
+    ``zero_channels`` (exact). With ``calibration`` (real samples) removed channels' means are folded into
+    the next layers' biases. Returns the plan, FLOPs/params before and after, and the output difference
+    from the original."""
     from .graph import commands
 
+    cal = calibration_spec(calibration, check_settings(None)) if calibration is not None else None
     return commands.prune(
         model, output, ratio=ratio, zero_channels=zero_channels, criterion=criterion, round_to=round_to,
-        exclude=exclude, input_shapes=_shapes(input_shapes), dry_run=dry_run,
+        exclude=exclude, input_shapes=_shapes(input_shapes), dry_run=dry_run, calibration=cal,
     )
 
 

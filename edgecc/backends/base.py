@@ -27,9 +27,17 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
 
 
 class BackendOptions(BaseModel):
-    """Base of each backend's typed options; unknown keys are an error."""
+    """Base of each backend's typed options; unknown keys are an error. An option that only matters for some
+    precisions says so in its Field: ``json_schema_extra={"precisions": ["int8"]}`` (compare --vary then does
+    not build rows of other precisions once per value)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def applies_to(cls, key: str, precision: str) -> bool:
+        field = cls.model_fields.get(key)
+        extra = field.json_schema_extra if field is not None and isinstance(field.json_schema_extra, dict) else {}
+        return precision in extra.get("precisions", [precision])
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnx_ir as ir
 
@@ -16,6 +17,9 @@ from ..errors import BadInputError, VerificationError
 from .analysis import analyze
 from .equivalence import Equivalence, check_equivalent
 from .io import PreparedModel, prepare_model, save_model
+
+if TYPE_CHECKING:
+    from ..data import DataSpec
 
 
 def copy_model(model: ir.Model) -> ir.Model:
@@ -135,18 +139,25 @@ def prune(
     *,
     ratio: float | None = None,
     zero_channels: bool = False,
-    criterion: str = "l1",
+    criterion: str = "auto",
     round_to: int = 1,
     exclude: list[str] | None = None,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     dry_run: bool = False,
+    calibration: DataSpec | None = None,
 ) -> PruneOutcome:
     """Remove channels: the least important ``ratio`` of each coupled group, or (``zero_channels``) exactly
     those whose weights are all zero. The zero-channel result must equal the original within 1e-5
-    (VerificationError otherwise); a ratio result's difference from the original is reported."""
+    (VerificationError otherwise); a ratio result's difference from the original is reported.
+
+    With ``calibration`` (real samples), channels are ranked by what removing them moves the next layers
+    (criterion "activation", the default then) and their mean contribution is folded into those layers'
+    biases (edgecc.graph.prune.compensate); without it the default criterion is l1 and nothing is folded."""
     from .equivalence import EXACT_TOLERANCE
     from .passes import fold_shape_computations
+    from ..data import load_dataset
     from .prune import build_dependency_graph, check_exclude, materialise, plan_pruning
+    from .prune.compensate import measure
 
     if ratio is not None and zero_channels:
         raise BadInputError("give --ratio or --zero-channels, not both")
@@ -160,8 +171,13 @@ def prune(
     # counted after folding: FLOPs inside an If whose condition folds are not counted before it does
     before = model_stats(prepared.model)
     graph = build_dependency_graph(prepared.model)
+    if calibration is not None and calibration.is_random:
+        raise BadInputError("pruning measures channels on real samples: give --calibration a directory of images or an .npz, not random")
+    means = measure(graph, load_dataset(calibration, prepared.inputs).batches) if calibration is not None and ratio is not None else None
+    if criterion == "auto":
+        criterion = "activation" if means is not None else "l1"
     plan = plan_pruning(graph, ratio=ratio, criterion=criterion, round_to=round_to, exclude=excluded, zero_channels=zero_channels)
-    pruned = materialise(plan)
+    pruned = materialise(plan, means)
     after = model_stats(pruned)
     eq = check_equivalent(original, pruned, tolerance=EXACT_TOLERANCE)
     if eq.interface_changes:
@@ -231,6 +247,8 @@ class GraphSteps:
     optimize: bool = False
     prune: float | None = None
     lowrank: float | None = None
+    #: real samples (the run's calibration data) that pruning is measured on; None or random: l1, nothing folded
+    data: DataSpec | None = None
 
     def __bool__(self) -> bool:
         return self.optimize or self.prune is not None or self.lowrank is not None
@@ -260,10 +278,17 @@ def apply_steps(prepared: PreparedModel, steps: GraphSteps) -> tuple[list[str], 
     before = model_stats(original)
     passes: list[str] = []
     if steps.prune is not None:
+        from ..data import load_dataset
+        from .prune.compensate import measure
+
         fold_shape_computations(prepared.model)
-        plan = plan_pruning(build_dependency_graph(prepared.model), ratio=steps.prune)
-        materialise(plan)
-        passes.append(f"prune(ratio={steps.prune:g},criterion=l1,removed={plan.removed_channels})")
+        graph = build_dependency_graph(prepared.model)
+        measured = steps.data is not None and not steps.data.is_random
+        means = measure(graph, load_dataset(steps.data, prepared.inputs).batches) if measured else None
+        plan = plan_pruning(graph, ratio=steps.prune, criterion="activation" if measured else "l1")
+        materialise(plan, means)
+        how = "criterion=activation,mean-compensated" if measured else "criterion=l1"
+        passes.append(f"prune(ratio={steps.prune:g},{how},removed={plan.removed_channels})")
     if steps.lowrank is not None:
         result = factorize_model(prepared.model, steps.lowrank)
         RemoveUnusedNodesPass()(prepared.model)

@@ -90,7 +90,7 @@ def compile_command(model: str, target: str, row: dict[str, object], *, calibrat
         args += ["--input-shape", s]
     if targets_file is not None:
         args += ["--targets-file", str(targets_file)]
-    if row["precision"] == "int8" and calibration is not None:
+    if (row["precision"] == "int8" or row.get("prune") is not None) and calibration is not None:  # pruning is measured on it too
         args += ["--calibration", calibration.source]
         prep = calibration.preprocessing
         if prep.mean is not None:

@@ -58,32 +58,3 @@ def test_screenshot_is_a_real_picture(report_file, tmp_path):
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (1200, 1600) and len(data) > 20_000
 
-
-def test_browser_renders_a_search_report(tmp_path):
-    """edgecc search's report in chromium: the recommended variant and its command, every variant in the table,
-    the five figures (latency, Pareto, size, roofline, slowest layers of the winner), nothing fetched."""
-    from pathlib import Path
-
-    from edgecc.report.html import write_html as write
-    from edgecc.report.search_html import render_search
-    from edgecc.search import search
-
-    data_dir = Path(__file__).resolve().parents[2] / "benchmarks" / "data"
-    result = search(str(data_dir / "mnist_cnn.onnx"), "host", eval_data=str(data_dir / "mnist_eval.npz"),
-                    backends=["onnxruntime"], precisions=["fp32"], prune=[None, 0.5],
-                    settings=api.ProfileSettings(warmup=1, runs=3, min_time_s=0, layer_runs=2))
-    data = result.to_json()
-    path = tmp_path / "search.html"
-    write(path, render_search(data))
-    dom = _chromium(tmp_path, "--dump-dom", path.as_uri())
-    rec = data["recommended"]
-    assert "Recommended: <b>" + rec["id"] + "</b>" in dom
-    assert rec["command"].replace("&", "&amp;") in dom  # the rebuild command, as text
-    assert dom.count("<svg") == 5
-    for figure in ("latency", "pareto", "size", "roofline", "layers"):
-        assert f'id="{figure}"' in dom
-    rows = dom.split("<table id=\"variants\">", 1)[1].split("</table>", 1)[0]
-    assert rows.count("<tr>") == 1 + len(data["variants"]) == 3
-    for v in data["variants"]:
-        assert v["id"] in rows and f"{v['latency_ms']['p50']:.3f}" in rows
-    assert "<script" not in dom and "<link" not in dom and "<img" not in dom

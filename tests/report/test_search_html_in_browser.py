@@ -36,7 +36,10 @@ def test_browser_renders_the_search_report(tmp_path):
     assert f"<h1>Search: {DATA / 'mnist_cnn.onnx'} on host</h1>" in dom
     assert f"Recommended: <b>{rec['id']}</b>" in dom and f"{rec['speedup']:.2f}x the baseline" in dom
     assert dom.count("<tr>") == 1 + 2  # header + both variants
-    for figure in ("latency", "pareto", "roofline", "layers"):
+    for figure in ("latency", "pareto", "size", "roofline", "layers"):
         assert f'id="{figure}"' in dom
-    assert dom.count("<svg") == 4
+    assert dom.count("<svg") == 5
+    rows = dom.split('<table id="variants">', 1)[1].split("</table>", 1)[0]
+    for v in data["variants"]:  # each variant's latency and size, as the table shows them
+        assert f"{v['latency_ms']['p50']:.3f}" in rows and f"{v['artifact_bytes'] / 2**20:.2f}" in rows
     assert "<script" not in dom and "<link" not in dom and 'src="http' not in dom

@@ -172,3 +172,18 @@ def test_vary_without_deadline_measures_every_value(faulty_backend_installed):
 def test_bad_vary_fails_before_any_row(faulty_backend_installed, vary, error, words):
     with pytest.raises(error, match=words):
         api.compare("zoo:tinycnn", "host", backends=["faulty"], precisions=["fp32"], vary=vary, settings=FAST)
+
+
+def test_vary_of_an_int8_only_option_builds_other_precisions_once():
+    """openvino.int8_quantizer=qdq,nncf: two INT8 rows, one FP32 row (the option does not apply to it)."""
+    pytest.importorskip("openvino", reason='openvino is not installed (pip install "edgecc[openvino]")')
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random calibration: latency only
+        report = api.compare("zoo:tinycnn", "host", backends=["openvino"], precisions=["fp32", "int8"], calibration="random",
+                             vary={"openvino": {"int8_quantizer": ["qdq", "nncf"]}}, settings=FAST, timeout_s=300)
+    rows = [(r.backend, r.precision, r.options) for r in report.results]
+    assert rows == [("onnxruntime", "fp32", None), ("openvino", "fp32", {}), ("openvino", "int8", {"int8_quantizer": "qdq"}),
+                    ("openvino", "int8", {"int8_quantizer": "nncf"})]
+    assert all(r.status == "ok" for r in report.results), [r.error for r in report.results]

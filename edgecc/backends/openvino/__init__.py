@@ -41,7 +41,8 @@ class OpenVinoOptions(BackendOptions):
     )
     cache: bool = Field(True, description="keep compiled models in the user cache directory (openvino/)")
     int8_quantizer: Literal["qdq", "nncf"] = Field(
-        "qdq", description="INT8 from edgecc's QDQ model (qdq), or from NNCF's nncf.quantize on the FP32 model (nncf)"
+        "qdq", description="INT8 from edgecc's QDQ model (qdq), or from NNCF's nncf.quantize on the FP32 model (nncf)",
+        json_schema_extra={"precisions": ["int8"]},
     )
 
 

@@ -16,11 +16,16 @@ from .plan import PruningPlan
 class Editor:
     """What handlers see while materialising: kept channel positions of each tensor, and how to replace a constant."""
 
-    def __init__(self, plan: PruningPlan) -> None:
+    def __init__(self, plan: PruningPlan, means: dict[str, np.ndarray] | None = None) -> None:
         self.plan = plan
         self.g = plan.graph
+        self.means = means or {}
         self._kept: dict[ir.Value, np.ndarray | None] = {}
         self._writer = InitializerWriter(self.g.model.graph)
+
+    def mean(self, value: ir.Value) -> np.ndarray | None:
+        """Per-channel mean of ``value`` before pruning, when measured (prune.compensate)."""
+        return self.means.get(value.name)
 
     def has_map(self, value: ir.Value | None) -> bool:
         return value is not None and value in self.g.maps
@@ -58,10 +63,21 @@ class Editor:
         self.set_const(node, index, np.take(c, keep, axis=aligned))
 
 
-def materialise(plan: PruningPlan) -> ir.Model:
-    """Apply ``plan`` to its model in place: slice weights, fix shape constants, re-infer shapes."""
-    model = plan.graph.model
+def compensation_inputs(plan: PruningPlan) -> dict[str, int]:
+    """Tensors (name -> channel axis) that layers summing over channels read and that lose channels: where
+    mean compensation needs the channel means of the model before pruning."""
+    from .compensate import reads_channels
+
     edit = Editor(plan)
+    return {node.inputs[0].name: edit.axis(node.inputs[0]) for node in plan.graph.model.graph
+            if reads_channels(node) and edit.kept(node.inputs[0]) is not None}
+
+
+def materialise(plan: PruningPlan, means: dict[str, np.ndarray] | None = None) -> ir.Model:
+    """Apply ``plan`` to its model in place: slice weights, fix shape constants, re-infer shapes. With
+    ``means`` (channel_means of compensation_inputs), removed channels' mean contributions go into biases."""
+    model = plan.graph.model
+    edit = Editor(plan, means)
     for node in list(model.graph):
         handler = HANDLERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
         if handler is not None:

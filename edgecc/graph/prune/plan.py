@@ -11,7 +11,7 @@ from ...errors import BadInputError
 from .depgraph import Barrier, DependencyGraph
 from .handlers import HANDLERS
 
-CRITERIA = ("l1", "l2", "bn-gamma")
+CRITERIA = ("l1", "l2", "bn-gamma", "activation")  # activation: measured on data (prune.compensate)
 
 
 def build_dependency_graph(model: ir.Model) -> DependencyGraph:
@@ -161,6 +161,8 @@ def plan_pruning(
         raise BadInputError(f"--ratio must be between 0 and 1 (exclusive), got {ratio:g}")
     if criterion not in CRITERIA:
         raise BadInputError(f"unknown --criterion '{criterion}'; known: {', '.join(CRITERIA)}")
+    if criterion == "activation" and "activation" not in g.importance:
+        raise BadInputError("--criterion activation is measured on data: give --calibration DATA (real samples)")
     if round_to < 1:
         raise BadInputError(f"--round-to must be a positive integer, got {round_to}")
     exclude = exclude or set()

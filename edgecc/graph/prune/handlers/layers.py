@@ -27,6 +27,7 @@ def _slice_layer(edit, node: ir.Node, in_axis: int, out_axis: int) -> None:
     w = const_array(node.inputs[1])
     keep_in, keep_out = edit.kept(node.inputs[0]), edit.kept(node.outputs[0])
     if keep_in is not None:
+        _compensate(edit, node, w, in_axis, keep_in)
         w = np.take(w, keep_in, axis=in_axis)
     if keep_out is not None:
         w = np.take(w, keep_out, axis=out_axis)
@@ -36,6 +37,30 @@ def _slice_layer(edit, node: ir.Node, in_axis: int, out_axis: int) -> None:
     if keep_in is not None or keep_out is not None:
         edit.set_const(node, 1, w)
 
+
+
+def _compensate(edit, node: ir.Node, w: np.ndarray, in_axis: int, keep_in: np.ndarray) -> None:
+    """Fold the removed input channels' mean contribution into the layer's bias (see prune.compensate);
+    nothing when no means were measured for this input."""
+    from ..compensate import bias_add, bias_delta, reads_channels
+
+    mean = edit.mean(node.inputs[0])
+    if mean is None or not reads_channels(node):
+        return
+    removed = np.setdiff1d(np.arange(w.shape[in_axis]), keep_in)
+    delta = bias_delta(w, in_axis, removed, mean)
+    if node.op_type == "MatMul":
+        add, i = bias_add(node)
+        edit.set_const(add, i, (const_array(add.inputs[i]) + delta).astype(np.float32))
+        return
+    if node.op_type == "Gemm":
+        delta *= node.attributes.get_float("alpha", 1.0) / node.attributes.get_float("beta", 1.0)
+    bias = const_array(input_at(node, 2))
+    new = delta if bias is None else bias + delta  # a scalar Gemm C broadcasts to [N]
+    if bias is None:
+        edit.add_const_input(node, new.astype(np.float32))
+    else:
+        edit.set_const(node, 2, new.astype(bias.dtype))
 
 
 class ConvHandler(Handler):
