@@ -240,6 +240,13 @@ def lowrank(model, output, *, energy: float, input_shapes=None) -> RewriteOutcom
     return _rewrite(model, output, input_shapes, lambda m: factorize_model(m, energy))
 
 
+#: --prune in compile/compare/search keeps channel counts of groups with 64+ channels a multiple of 8: CPU
+#: kernels work on blocks of 8/16 channels, and odd counts fall off their fast paths (EfficientNet-Lite0 pruned by
+#: 0.1 ran in 13.2 ms in onnxruntime with exact counts, 7.1 ms rounded to 8, 8.0 ms unpruned). Small groups keep
+#: their exact ratio. `edgecc prune --round-to` sets it by hand.
+STEP_ROUND_TO, STEP_ROUND_FROM = 8, 64
+
+
 @dataclass(frozen=True)
 class GraphSteps:
     """Graph rewrites run as steps of compile/compare, in this order: prune, low-rank, optimize."""
@@ -285,9 +292,10 @@ def apply_steps(prepared: PreparedModel, steps: GraphSteps) -> tuple[list[str], 
         graph = build_dependency_graph(prepared.model)
         measured = steps.data is not None and not steps.data.is_random
         means = measure(graph, load_dataset(steps.data, prepared.inputs).batches) if measured else None
-        plan = plan_pruning(graph, ratio=steps.prune, criterion="activation" if measured else "l1")
+        plan = plan_pruning(graph, ratio=steps.prune, criterion="activation" if measured else "l1",
+                            round_to=STEP_ROUND_TO, round_from=STEP_ROUND_FROM)
         materialise(plan, means)
-        how = "criterion=activation,mean-compensated" if measured else "criterion=l1"
+        how = ("criterion=activation,mean-compensated" if measured else "criterion=l1") + f",round-to={STEP_ROUND_TO}"
         passes.append(f"prune(ratio={steps.prune:g},{how},removed={plan.removed_channels})")
     if steps.lowrank is not None:
         result = factorize_model(prepared.model, steps.lowrank)

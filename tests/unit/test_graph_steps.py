@@ -18,7 +18,7 @@ def test_compile_with_prune_and_optimize_records_passes(tmp_path):
     artifact = api.compile("zoo:tinycnn", "host", tmp_path / "art", backend="onnxruntime", prune=0.5, optimize=True)
     m = artifact.manifest
     assert m.passes[:2] == ["fix-input-shapes", "shape-inference"]
-    assert m.passes[2].startswith("prune(ratio=0.5,criterion=l1,removed=")
+    assert m.passes[2].startswith("prune(ratio=0.5,criterion=l1,round-to=8,removed=")
     assert m.passes[3].startswith("optimize(nodes=")
     assert m.model.flops < 0.5 * analyze(prepare_model("zoo:tinycnn").model).flops
     assert any("outputs vs the original model" in n for n in m.notes)
@@ -38,3 +38,17 @@ def test_compare_with_lowrank_and_bad_values(tmp_path):
         api.compare("zoo:tinycnn", "host", lowrank=0.0)
     r = CliRunner().invoke(app, ["compile", "zoo:tinycnn", "-t", "host", "-o", str(tmp_path / "x"), "--prune", "1"])
     assert r.exit_code == 2 and "--prune must be between 0 and 1" in r.stderr and not (tmp_path / "x").exists()
+
+
+
+def test_prune_step_keeps_large_groups_a_multiple_of_8(tmp_path):
+    """--prune 0.3 on ResNet-18 (every group has 64+ channels): each convolution keeps a multiple of 8 output
+    channels (the kernels' block size), and about 0.3 of the channels still go."""
+    import onnx
+    from onnx import numpy_helper
+
+    original = [v.shape[0] for v in prepare_model("zoo:resnet18").model.graph.initializers.values() if len(v.shape) == 4]
+    art = api.compile("zoo:resnet18", "host", tmp_path / "art", backend="onnxruntime", prune=0.3)
+    kept = [numpy_helper.to_array(t).shape[0] for t in onnx.load(art.path / "model.onnx").graph.initializer if len(t.dims) == 4]
+    assert len(kept) == len(original) and all(k % 8 == 0 for k in kept), kept
+    assert 0.62 < sum(kept) / sum(original) < 0.78

@@ -120,4 +120,4 @@ def test_compile_records_measured_pruning_in_the_manifest(tmp_path):
                       calibration=str(DATA / "mnist_calib.npz"))
     assert any(p.startswith("prune(ratio=0.3,criterion=activation,mean-compensated") for p in art.manifest.passes)
     plain = api.compile(DATA / "mnist_cnn.onnx", "host", tmp_path / "b", backend="onnxruntime", prune=0.3)
-    assert any(p.startswith("prune(ratio=0.3,criterion=l1,removed=") for p in plain.manifest.passes)
+    assert any(p.startswith("prune(ratio=0.3,criterion=l1,round-to=8,removed=") for p in plain.manifest.passes)

@@ -150,9 +150,11 @@ def plan_pruning(
     round_to: int = 1,
     exclude: set[str] | None = None,
     zero_channels: bool = False,
+    round_from: int = 0,
 ) -> PruningPlan:
     """Decide the kept channels: with ``ratio``, the least important ``ratio`` of each group's channels go
-    (rounded so the kept count is a multiple of ``round_to``; at least one stays); with ``zero_channels``,
+    (rounded so the kept count is a multiple of ``round_to`` in groups of at least ``round_from`` channels;
+    at least one stays); with ``zero_channels``,
     exactly the channels that are all zero wherever they are consumed go (which includes channels nothing
     consumes, e.g. those a Slice drops)."""
     if zero_channels == (ratio is not None):
@@ -204,7 +206,8 @@ def plan_pruning(
             used = "l1"
             scores = g.importance.get("l1")
         per_comp = np.array([sum(scores[a] for a in comps[r]) if scores is not None else 0.0 for r in roots])
-        keep = int(round_to * max(1, round(n * (1.0 - ratio) / round_to)))
+        step = round_to if n >= round_from else 1
+        keep = int(step * max(1, round(n * (1.0 - ratio) / step)))
         keep = min(n, max(1, keep))
         group.kept, group.criterion = keep, used
         if keep == n:
