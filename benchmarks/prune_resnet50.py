@@ -103,7 +103,8 @@ def write(args, ratios, backends, rows) -> None:
         "The machine was shared with other jobs while this ran: latencies are medians of "
         f"{args.rounds} interleaved rounds of {args.runs} runs each, every variant in every round, so noise hits all alike. "
         "Speedup is the unpruned model's median over the pruned one's on the same backend, in this run. "
-        "Criterion l1, each coupled channel group pruned at the ratio (residual stages are one group each); "
+        "Criterion l1 (no calibration data given), each coupled channel group pruned at the ratio (residual stages are one group each), "
+        "kept counts rounded to multiples of 8 as --prune does for groups of 64+ channels; "
         "weights are random (zoo), so the cosine against the unpruned outputs shows only that the model changed, "
         "not an accuracy.",
         "",
