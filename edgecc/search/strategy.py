@@ -94,12 +94,12 @@ class OptunaStrategy:
         lr_choices = ["off" if v is None else v for v in self.lowrank]
         if isinstance(prune, PruneRange):
             prune_dist = FloatDistribution(prune.low, prune.high, step=PRUNE_STEP)
-            self._size = None
-        else:
+            self.total = max_variants
+        else:  # a finite space: at most every pair, and the original
             prune_dist = CategoricalDistribution([0.0 if v is None else v for v in prune])
-            self._size = len({GraphVariant(p, lr) for p in prune for lr in self.lowrank} | {GraphVariant()})
+            size = len({GraphVariant(p, lr) for p in prune for lr in self.lowrank} | {GraphVariant()})
+            self.total = min(max_variants, size)
         self._space = {"prune": prune_dist, "lowrank": CategoricalDistribution(lr_choices)}
-        self.total = max_variants if self._size is None else min(max_variants, self._size)
         self._study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
         self._queue = [GraphVariant()] + [v for v in known if not v.is_original and self.covers(v)]
         self._scores: dict[GraphVariant, float] = {}

@@ -5,8 +5,9 @@ MatMul by a constant weight). Its weight norm says little about that value: with
 convolution, a low-norm channel is often a near-constant ``act(bias)``, and removing it shifts every output of
 the next layer by ``W[:, c] * value``. Replacing each removed channel by its mean over sample inputs, and
 folding ``W[:, c] * mean`` into the bias of the layer that read it, removes that shift (exactly, for a constant
-channel; apart from zero-padded borders of a convolution). Means are measured by onnxruntime on the model before
-pruning: on calibration data when given, else on seeded random inputs, which still find the constant channels.
+channel; apart from zero-padded borders of a convolution). Means and standard deviations are measured by
+onnxruntime on the model before pruning, on real samples (calibration data); without them pruning ranks channels
+by weight norms and folds nothing.
 """
 
 from __future__ import annotations
@@ -21,10 +22,6 @@ import onnx_ir as ir
 from ..io import save_model
 from ..rewrite._util import const_array
 from .handlers._common import input_at
-
-#: how many seeded random samples stand in for data when none is given
-RANDOM_SAMPLES = 8
-
 
 def reads_channels(node: ir.Node) -> bool:
     """A layer whose outputs sum over its first input's channels with a constant weight, where a removed
@@ -57,11 +54,6 @@ def bias_add(node: ir.Node) -> tuple[ir.Node, int] | None:
         if v is not node.outputs[0] and c is not None and c.ndim == 1:
             return add, i
     return None
-
-
-def channel_means(model: ir.Model, values: dict[str, int], feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Per-channel means of the named tensors (name -> channel axis) of ``model``, over ``feeds``."""
-    return {n: m for n, (m, _) in channel_stats(model, values, feeds).items()}
 
 
 def channel_stats(model: ir.Model, values: dict[str, int], feeds: list[dict[str, np.ndarray]]

@@ -63,19 +63,9 @@ class Editor:
         self.set_const(node, index, np.take(c, keep, axis=aligned))
 
 
-def compensation_inputs(plan: PruningPlan) -> dict[str, int]:
-    """Tensors (name -> channel axis) that layers summing over channels read and that lose channels: where
-    mean compensation needs the channel means of the model before pruning."""
-    from .compensate import reads_channels
-
-    edit = Editor(plan)
-    return {node.inputs[0].name: edit.axis(node.inputs[0]) for node in plan.graph.model.graph
-            if reads_channels(node) and edit.kept(node.inputs[0]) is not None}
-
-
 def materialise(plan: PruningPlan, means: dict[str, np.ndarray] | None = None) -> ir.Model:
     """Apply ``plan`` to its model in place: slice weights, fix shape constants, re-infer shapes. With
-    ``means`` (channel_means of compensation_inputs), removed channels' mean contributions go into biases."""
+    ``means`` (prune.compensate.measure), removed channels' mean contributions go into biases."""
     model = plan.graph.model
     edit = Editor(plan, means)
     for node in list(model.graph):

@@ -56,11 +56,10 @@ def _compensate(edit, node: ir.Node, w: np.ndarray, in_axis: int, keep_in: np.nd
     if node.op_type == "Gemm":
         delta *= node.attributes.get_float("alpha", 1.0) / node.attributes.get_float("beta", 1.0)
     bias = const_array(input_at(node, 2))
-    new = delta if bias is None else bias + delta  # a scalar Gemm C broadcasts to [N]
     if bias is None:
-        edit.add_const_input(node, new.astype(np.float32))
+        edit.add_const_input(node, delta.astype(np.float32))
     else:
-        edit.set_const(node, 2, new.astype(bias.dtype))
+        edit.set_const(node, 2, (bias + delta).astype(bias.dtype))  # a scalar Gemm C broadcasts to [N]
 
 
 class ConvHandler(Handler):
