@@ -33,7 +33,7 @@ import numpy as np
 import onnx_ir as ir
 import onnxruntime as ort
 
-from edgecc.graph.commands import copy_model
+from edgecc.transform import copy_model
 from edgecc.graph.equivalence import check_equivalent
 from edgecc.graph.io import parse_input_shapes, prepare_model, save_model, to_proto
 from edgecc.graph.passes import count_nodes, optimize_model

@@ -23,6 +23,7 @@ from .errors import BadInputError, UnsupportedError
 from .graph.analysis import analyze
 from .graph.io import PreparedModel, save_model
 from .graph.quantize import QuantizeSettings, calibration_spec, check_settings, quantize_prepared
+from .isolation import Outcome
 from .profiling.inputs import make_inputs
 from .profiling.roofline import roofline_fraction
 from .profiling.timing import LatencyStats, measure
@@ -32,6 +33,14 @@ from .targets import Target
 
 INPUT_PREFIX = "input:"
 OUTPUT_PREFIX = "output:"
+
+
+def row_from_outcome(outcome: Outcome, backend: str, precision: str) -> ResultRow:
+    """The row of an isolated child's ``outcome``: its row when it ran, else a failed or unavailable row with the cause."""
+    if outcome.ok:
+        return outcome.value
+    status = "unavailable" if outcome.error_type in ("BackendUnavailable", "UnsupportedError") else "failed"
+    return ResultRow(backend=backend, precision=precision, status=status, error=outcome.message)
 
 
 def check_request(backend: Backend, target: Target, precision: str) -> None:
@@ -92,7 +101,7 @@ def build_artifact(
     reference .npz (made by :func:`write_reference` on the same model); False stores none.
     ``calibration`` (int8 only, required there): the data INT8 ranges are calibrated on; ``quantize``:
     the QDQ settings (edgecc.graph.quantize.QuantizeSettings).
-    ``graph_passes``/``graph_notes``: graph rewrites already applied to ``model`` (edgecc.graph.commands.apply_steps),
+    ``graph_passes``/``graph_notes``: graph rewrites already applied to ``model`` (edgecc.graph.steps.apply_recipe),
     recorded in the manifest.
     """
     check_request(backend, target, precision)

@@ -12,6 +12,7 @@ from .. import api
 from ..atomic import write_atomic
 from ..errors import EXIT_BUG, EXIT_VERIFICATION, BadInputError
 from . import int8_options as q
+from .options import DataOptions, data_options, graph_steps
 from .common import (
     DeviceOpt, HtmlOpt, JsonOpt, LayerRunsOpt, MemoryLimitOpt, MinTimeOpt, ModelArg, RunsOpt, ShapeOpt, TargetOpt,
     TargetsFileOpt, WarmupOpt, app, err, gib_bytes, handle_errors, out, parse_options, profile_settings, split_list,
@@ -119,13 +120,10 @@ def inspect(
             out.print(f"  [green]{s.backend}[/]: supports every op", highlight=False)
 
 
-PruneOpt = Annotated[Optional[float], typer.Option("--prune", help="prune this fraction of channels first (edgecc prune --ratio)")]
-LowRankOpt = Annotated[Optional[float], typer.Option("--lowrank", help="low-rank factorise first, keeping this energy (edgecc lowrank)")]
-OptimizeOpt = Annotated[bool, typer.Option("--optimize", help="run edgecc optimize's graph pipeline first")]
-
-
 @app.command("compile")
 @handle_errors
+@data_options()
+@graph_steps()
 def compile_cmd(
     model: ModelArg,
     target: TargetOpt,
@@ -135,29 +133,19 @@ def compile_cmd(
     input_shape: ShapeOpt = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", help="backend option KEY=VALUE (repeatable)")] = None,
     targets_file: TargetsFileOpt = None,
-    calibration: q.CalibrationOpt = None,
-    method: q.MethodOpt = "minmax",
-    per_channel: q.PerChannelOpt = True,
-    samples: q.SamplesOpt = 100,
-    mean: q.MeanOpt = None,
-    std: q.StdOpt = None,
-    layout: q.LayoutOpt = None,
-    prune: PruneOpt = None,
-    lowrank: LowRankOpt = None,
-    optimize: OptimizeOpt = False,
     tuned: Annotated[bool, typer.Option("--tuned", help="tvm: apply the tuning database (edgecc tune); same as --option tuned=true")] = False,
+    data: DataOptions = None,
+    steps: dict[str, object] = None,
 ) -> None:
     """Compile MODEL for TARGET into an artifact directory (backend files + manifest.json)."""
-    spec = q.data_spec(calibration, mean, std, layout) if calibration is not None else None
+    spec = data.calibration_spec
     if precision == "int8":
         q.warn_if_random(spec)
     options = parse_options(option) | ({"tuned": True} if tuned else {})
     with q.random_warning_printed():
         artifact = api.compile(
             model, target, output, backend=backend, precision=precision, input_shapes=input_shape,
-            options=options, targets_file=targets_file,
-            calibration=spec, quantize=q.quantize_settings(method, per_channel, samples),
-            prune=prune, lowrank=lowrank, optimize=optimize,
+            options=options, targets_file=targets_file, calibration=spec, quantize=data.quantize, **steps,
         )
     m = artifact.manifest
     out.print(f"compiled {m.model.source} for {m.target.name} with {m.backend} {m.precision} in {m.compile_s:.2f} s "
@@ -206,6 +194,8 @@ def profile(
 
 @app.command()
 @handle_errors
+@data_options()
+@graph_steps()
 def compare(
     model: ModelArg,
     target: TargetOpt,
@@ -223,20 +213,12 @@ def compare(
     html_out: HtmlOpt = None,
     targets_file: TargetsFileOpt = None,
     device: DeviceOpt = None,
-    calibration: q.CalibrationOpt = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval", help="accuracy columns on this data: an .npz with inputs and 'labels' (or images: agreement only)")] = None,
     max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", help="flag rows losing more than this many points of accuracy vs the baseline")] = None,
-    method: q.MethodOpt = "minmax",
-    per_channel: q.PerChannelOpt = True,
-    samples: q.SamplesOpt = 100,
-    mean: q.MeanOpt = None,
-    std: q.StdOpt = None,
-    layout: q.LayoutOpt = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", help="BACKEND.KEY=VALUE: an option of one backend (repeatable)")] = None,
     vary: q.VaryOpt = None,
-    prune: PruneOpt = None,
-    lowrank: LowRankOpt = None,
-    optimize: OptimizeOpt = False,
+    data: DataOptions = None,
+    steps: dict[str, object] = None,
 ) -> None:
     """Compile and profile MODEL with each backend x precision on TARGET, against the onnxruntime FP32 baseline."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -269,18 +251,16 @@ def compare(
             lat = f"{row.latency_ms.p50:.2f} ms" if row.latency_ms else row.status
             progress.update(task, description=f"{i + 1}/{n} done; last: {row.name} {row.precision} {lat}")
 
-        cal_spec = q.data_spec(calibration, mean, std, layout) if calibration is not None else None
+        cal_spec = data.calibration_spec
         q.warn_if_random(cal_spec)
         with q.random_warning_printed():
             report = api.compare(
                 model, target, backends=split_list(backends), precisions=split_list(precisions), input_shapes=input_shape,
                 settings=profile_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout,
                 memory_limit=gib_bytes(memory_limit), artifacts_dir=artifacts_dir,
-                targets_file=targets_file, on_row=on_row,
-                calibration=cal_spec, quantize=q.quantize_settings(method, per_channel, samples),
-                eval_data=q.data_spec(eval_data, mean, std, layout) if eval_data is not None else None,
-                max_accuracy_drop=max_accuracy_drop, options=q.backend_options(option), vary=q.vary_options(vary),
-                prune=prune, lowrank=lowrank, optimize=optimize,
+                targets_file=targets_file, on_row=on_row, calibration=cal_spec, quantize=data.quantize,
+                eval_data=data.spec(eval_data), max_accuracy_drop=max_accuracy_drop, options=q.backend_options(option),
+                vary=q.vary_options(vary), **steps,
             )
     _show_compare(report, json_out, html_out, quiet)
 

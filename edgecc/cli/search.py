@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from ..errors import BadInputError
 from . import int8_options as q
+from .options import DataOptions, data_options, graph_step_spaces
 from .common import (
     HtmlOpt, LayerRunsOpt, MinTimeOpt, ModelArg, RunsOpt, ShapeOpt, TargetOpt, TargetsFileOpt, WarmupOpt, app, err,
     handle_errors, out, profile_settings, split_list, write_json,
@@ -18,23 +19,16 @@ from .common import (
 
 @app.command("search")
 @handle_errors
+@data_options()
+@graph_step_spaces()
 def search_cmd(
     model: ModelArg,
     target: TargetOpt,
     eval_data: Annotated[str, typer.Option("--eval", help="accuracy is measured on this data: an .npz with inputs and 'labels' (top-1), or images (top-1 agreement with the original model)")],
     backends: Annotated[Optional[str], typer.Option("--backends", help="comma-separated; default: every backend the target lists")] = None,
     precisions: Annotated[Optional[str], typer.Option("--precisions", help="comma-separated; default: what each backend can do")] = None,
-    prune: Annotated[str, typer.Option("--prune", help="comma-separated channel-pruning ratios to try (0 is unpruned), or a range LOW:HIGH for --strategy optuna")] = "0",
-    lowrank: Annotated[str, typer.Option("--lowrank", help="comma-separated low-rank energies to try; 'off' is unfactorised")] = "off",
-    calibration: q.CalibrationOpt = None,
     max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", help="points of accuracy a variant may lose against the original model's onnxruntime FP32")] = 1.0,
     time_budget: Annotated[Optional[str], typer.Option("--time-budget", help="stop after this long with what was measured: 30m, 90s, 1h (default: no limit; the baseline always runs)")] = None,
-    method: q.MethodOpt = "minmax",
-    per_channel: q.PerChannelOpt = True,
-    samples: q.SamplesOpt = 100,
-    mean: q.MeanOpt = None,
-    std: q.StdOpt = None,
-    layout: q.LayoutOpt = None,
     input_shape: ShapeOpt = None,
     targets_file: TargetsFileOpt = None,
     warmup: WarmupOpt = 10,
@@ -48,20 +42,21 @@ def search_cmd(
     max_variants: Annotated[int, typer.Option("--max-variants", help="graph variants --strategy optuna measures at most")] = 12,
     html_out: HtmlOpt = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the result here; an earlier run's file of the same model/target is resumed: variants in it are not measured again")] = None,
+    data: DataOptions = None,
+    spaces: dict[str, object] = None,
 ) -> None:
     """Find the fastest variant (backend x precision x backend options x pruning x low-rank) of MODEL on TARGET within an accuracy budget."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..search import parse_lowrank, parse_prune_space, parse_time_budget, search
+    from ..search import parse_time_budget, search
 
-    # Every flag is checked before anything runs.
-    prune_values, lowrank_values = parse_prune_space(prune), parse_lowrank(lowrank)
+    # Every flag is checked before anything runs (the graph steps' lists were parsed into ``spaces``).
     budget_s = parse_time_budget(time_budget) if time_budget is not None else None
     options, varied = q.backend_options(option), q.vary_options(vary)
     if max_accuracy_drop < 0:
         raise BadInputError("--max-accuracy-drop must be >= 0 (percentage points)")
     quiet = json_out is not None and str(json_out) == "-"
-    cal_spec = q.data_spec(calibration, mean, std, layout) if calibration is not None else None
+    cal_spec = data.calibration_spec
     q.warn_if_random(cal_spec)
     settings = profile_settings(warmup, runs, min_time, layer_runs)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} graph variants"),
@@ -79,26 +74,26 @@ def search_cmd(
 
         with q.random_warning_printed():
             result = search(
-                model, target, eval_data=q.data_spec(eval_data, mean, std, layout), backends=split_list(backends),
-                precisions=split_list(precisions), prune=prune_values, lowrank=lowrank_values,
+                model, target, eval_data=data.spec(eval_data), backends=split_list(backends),
+                precisions=split_list(precisions), spaces=spaces,
                 max_accuracy_drop=max_accuracy_drop, time_budget_s=budget_s, calibration=cal_spec,
-                quantize=q.quantize_settings(method, per_channel, samples), input_shapes=input_shape,
+                quantize=data.quantize, input_shapes=input_shape,
                 targets_file=targets_file, settings=settings, timeout_s=timeout, options=options, vary=varied,
                 strategy=strategy, max_variants=max_variants,
                 resume=json_out, on_variant=on_variant,
             )
-    data = result.to_json()
-    write_json(json_out, data)
+    found = result.to_json()
+    write_json(json_out, found)
     if html_out is not None:
         from ..report.html import write_html
         from ..report.search_html import render_search
 
-        write_html(html_out, render_search(data))
+        write_html(html_out, render_search(found))
     if quiet:
         return
     from ..report.search_html import search_table
 
-    out.print(search_table(data))
+    out.print(search_table(found))
     for line in result.messages:
         err.print(f"[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
     rec = result.recommended

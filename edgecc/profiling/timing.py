@@ -4,9 +4,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel
+
+from ..errors import BadInputError
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    """How long to measure: ``warmup`` untimed runs, then at least ``runs`` runs and ``min_time_s`` seconds;
+    ``layer_runs`` extra runs with per-layer profiling (0 turns it off)."""
+
+    warmup: int = 10
+    runs: int = 50
+    min_time_s: float = 1.0
+    layer_runs: int = 10
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0 or self.runs < 1 or self.min_time_s < 0 or self.layer_runs < 0:
+            raise BadInputError("profile settings: warmup >= 0, runs >= 1, min time >= 0 and layer runs >= 0")
 
 
 class LatencyStats(BaseModel):

@@ -10,6 +10,9 @@ from pydantic import BaseModel, Field
 from ..profiling.timing import LatencyStats
 
 Status = Literal["ok", "failed", "unavailable"]
+#: why a row did not run to its end although nothing went wrong with it: the run's time budget
+#: ("not_started": spent before the row began; "cut_short": ran out while it ran)
+Stopped = Literal["not_started", "cut_short"]
 
 
 class LayerRow(BaseModel):
@@ -56,6 +59,9 @@ class ResultRow(BaseModel):
     calibration: str | None = Field(None, description="the data INT8 was calibrated on")
     options: dict[str, object] | None = Field(
         None, description="the backend options this row was built with, of those the run varied (--vary); None: not varied"
+    )
+    stopped_by_budget: Stopped | None = Field(
+        None, description="set when the run's time budget (search --time-budget) stopped this row: not_started or cut_short"
     )
 
     @property

@@ -16,8 +16,6 @@ class SearchRow(ResultRow):
     """A compare row as a search variant: ``id`` is what the plots and tables show."""
 
     id: str
-    prune: float | None = None
-    lowrank: float | None = None
 
 
 def _rows(data: dict) -> list[SearchRow]:

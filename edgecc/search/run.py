@@ -1,121 +1,101 @@
-"""The search loop: one compare() per graph variant, accuracy against the original model, the time budget,
-resumption from a saved run, the Pareto frontier and the recommended variant with its compile command."""
+"""The search loop: the comparator once per graph variant, accuracy against the original model, the time
+budget, resumption from a saved run."""
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import api
-from ..data import DataSpec
+from ..compare import CompareRequest, resolve_target, run_compare
 from ..errors import BadInputError
-from ..report.pareto import pareto_front
+from ..profiling.timing import ProfileSettings
 from ..report.schema import ResultRow
-from .grid import GraphVariant
-from .strategy import GridStrategy, OptunaStrategy, PruneRange
+from ..targets import Target
+from .grid import GraphVariant, Spaces, default_spaces
+from .results import Measured, SearchResult, derive, row_id, score, size_front
+from .strategy import GridStrategy, OptunaStrategy
+
+OnVariant = Callable[[SearchResult | None, Measured, int, int, float | None], None]
 
 
-@dataclass
-class Measured:
-    """The rows of one graph variant, as compare() returned them, and what its graph cost."""
+@dataclass(frozen=True)
+class SearchRequest:
+    """A search: the rows measured for each graph variant (``compare``, whose graph each variant replaces),
+    the values each graph step takes (``spaces``), the accuracy budget (points), the time budget (seconds,
+    None: no limit), how variants are picked (``strategy`` grid or optuna, ``max_variants``, ``seed``) and the
+    targets file the recommended compile command names."""
 
-    variant: GraphVariant
-    rows: list[ResultRow]
-    flops: int | None = None
-    seconds: float = 0.0
-    reused: bool = False
+    compare: CompareRequest
+    spaces: Spaces = field(default_factory=default_spaces)
+    max_accuracy_drop: float = 1.0
+    time_budget_s: float | None = None
+    strategy: str = "grid"
+    max_variants: int = 12
+    seed: int = 0
+    targets_file: str | None = None
 
-    def to_json(self) -> dict[str, object]:
-        return {"prune": self.variant.prune, "lowrank": self.variant.lowrank, "flops": self.flops,
-                "seconds": round(self.seconds, 3), "rows": [r.model_dump(mode="json") for r in self.rows]}
+    def __post_init__(self) -> None:
+        if self.max_accuracy_drop < 0:
+            raise BadInputError("--max-accuracy-drop must be >= 0 (percentage points)")
+        if self.time_budget_s is not None and self.time_budget_s < 0:
+            raise BadInputError("--time-budget must be >= 0")
+        if self.compare.eval_data is None:
+            raise BadInputError("search measures accuracy: give --eval DATA")
 
+    @property
+    def input_shapes(self) -> list[str] | None:
+        shapes = self.compare.input_shapes
+        return [f"{k}:{','.join(map(str, v))}" for k, v in shapes.items()] or None
 
-@dataclass
-class SearchResult:
-    model: str
-    target: str
-    metric: str  # "top1" (labelled set) or "agreement" (with the original's onnxruntime FP32 outputs)
-    baseline: dict[str, object]
-    variants: list[dict[str, object]]
-    pareto: list[str]
-    recommended: dict[str, object] | None
-    measured: list[Measured]
-    not_run: list[str]
-    messages: list[str]
-    request: dict[str, object]
-    max_accuracy_drop: float
-    measured_on: str = ""
-    versions: dict[str, str] = field(default_factory=dict)
-    peak_gflops: float | None = None
-    eval_data: str | None = None
-    pareto_size: list[str] = field(default_factory=list)
+    def describe(self) -> dict[str, object]:
+        """What the rows of a saved run answer: a saved run with another description is not resumed."""
+        c = self.compare
+        q = c.quantize
+        request = {"backends": list(c.backends) if c.backends else None,
+                   "precisions": list(c.precisions) if c.precisions else None,
+                   "calibration": c.calibration.describe() if c.calibration else None,
+                   "quantize": {"method": q.method, "per_channel": q.per_channel, "samples": q.samples},
+                   "input_shapes": self.input_shapes, "options": c.options}
+        if c.vary:
+            request["vary"] = c.vary  # only when given: runs saved before --vary existed still resume
+        return request
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "kind": "edgecc-search", "model": self.model, "target": self.target, "baseline": self.baseline,
-            "variants": self.variants, "pareto": self.pareto, "recommended": self.recommended,
-            "pareto_with_size": self.pareto_size,
-            "accuracy_metric": self.metric, "max_accuracy_drop": self.max_accuracy_drop, "eval_data": self.eval_data,
-            "not_run": self.not_run, "messages": self.messages, "request": self.request,
-            "measured_on": self.measured_on, "versions": self.versions, "peak_gflops": self.peak_gflops,
-            "graph_variants": [m.to_json() for m in self.measured],
-        }
-
-
-def row_id(variant: GraphVariant, row: ResultRow) -> str:
-    """``openvino-int8-prune0.3-lowrankoff``, then the varied options: ``...-performance_hint=THROUGHPUT``."""
-    return "-".join([row.backend, row.precision, variant.key, *(f"{k}={v}" for k, v in (row.options or {}).items())])
+    def command_context(self) -> dict[str, object]:
+        """What compile_command needs besides the row."""
+        c = self.compare
+        return {"calibration": c.calibration, "quantize": self.describe()["quantize"], "input_shapes": self.input_shapes,
+                "targets_file": self.targets_file, "options": c.options}
 
 
-def compile_command(model: str, target: str, row: dict[str, object], *, calibration: DataSpec | None = None,
-                    quantize: dict[str, object] | None = None, input_shapes: list[str] | None = None,
-                    targets_file: str | None = None, output: str | None = None,
-                    options: dict[str, dict[str, object]] | None = None) -> str:
-    """The ``edgecc compile`` command line that rebuilds ``row`` (a search variant) as an artifact directory:
-    ``options`` are the run's --option values, ``row["options"]`` the ones it varied for this row."""
-    args = ["edgecc", "compile", model, "--target", target, "--backend", str(row["backend"]),
-            "--precision", str(row["precision"])]
-    for key, value in ((options or {}).get(str(row["backend"]), {}) | (row.get("options") or {})).items():
-        args += ["--option", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
-    if row.get("prune") is not None:
-        args += ["--prune", f"{row['prune']:g}"]
-    if row.get("lowrank") is not None:
-        args += ["--lowrank", f"{row['lowrank']:g}"]
-    for s in input_shapes or []:
-        args += ["--input-shape", s]
-    if targets_file is not None:
-        args += ["--targets-file", str(targets_file)]
-    if (row["precision"] == "int8" or row.get("prune") is not None) and calibration is not None:  # pruning is measured on it too
-        args += ["--calibration", calibration.source]
-        prep = calibration.preprocessing
-        if prep.mean is not None:
-            args += ["--mean", ",".join(f"{v:g}" for v in prep.mean)]
-        if prep.std is not None:
-            args += ["--std", ",".join(f"{v:g}" for v in prep.std)]
-        if prep.layout is not None:
-            args += ["--layout", prep.layout]
-        q = quantize or {}
-        if "method" in q:
-            args += ["--method", str(q["method"])]
-        if "per_channel" in q:
-            args += ["--per-channel" if q["per_channel"] else "--per-tensor"]
-        if "samples" in q:
-            args += ["--samples", str(q["samples"])]
-    args += ["-o", output or str(row["id"])]
-    return shlex.join(args)
+def build_request(model: str | os.PathLike[str], target: Target, *, eval_data, spaces: Spaces | None = None,  # noqa: ANN001
+                  max_accuracy_drop: float = 1.0, time_budget_s: float | None = None, strategy: str = "grid",
+                  max_variants: int = 12, seed: int = 0, targets_file: str | os.PathLike[str] | None = None,
+                  settings: ProfileSettings = ProfileSettings(layer_runs=10), **compare: object) -> SearchRequest:
+    """A SearchRequest from keyword arguments; ``compare`` are CompareRequest's fields."""
+    for name, space in (spaces or {}).items():  # lists given in code are checked as the CLI's flags are
+        if isinstance(space, list):
+            from ..graph.steps import get_step
+
+            for v in space:
+                if v is not None:
+                    get_step(name).check_in_list(v)
+    base = CompareRequest.build(model, target, eval_data=eval_data, eval_against_original=True, settings=settings,
+                                **compare)
+    return SearchRequest(base, default_spaces() | (spaces or {}), max_accuracy_drop, time_budget_s, strategy,
+                         max_variants, seed, str(targets_file) if targets_file is not None else None)
 
 
-def _load_saved(path: Path | None, model: str, target: str, eval_data: str, request: dict[str, object]
-                ) -> tuple[list[Measured], dict[str, object]]:
+def _load_saved(path: Path | None, request: SearchRequest) -> tuple[list[Measured], dict[str, object]]:
     """Graph variants of an earlier run at ``path`` (same model, target, evaluation set and request), and
     where they were measured."""
     if path is None or str(path) == "-" or not path.exists():
         return [], {}
+    c = request.compare
+    model, target, eval_data = c.model, c.target.name, c.eval_data.describe()
     try:
         data = json.loads(path.read_text())
         if data.get("kind") != "edgecc-search":
@@ -124,206 +104,124 @@ def _load_saved(path: Path | None, model: str, target: str, eval_data: str, requ
             raise BadInputError(
                 f"--json {path} holds a search of {data['model']} on {data['target']} evaluated on {data.get('eval_data')}, "
                 f"not {model} on {target} on {eval_data}: give another --json path (that file is left as it is)")
-        if data.get("request") != request:
+        if data.get("request") != request.describe():
             return [], {}  # other backends / precisions / calibration: its rows do not answer this question
         context = {k: data[k] for k in ("measured_on", "versions", "peak_gflops") if k in data}
-        return [Measured(GraphVariant(g["prune"], g["lowrank"]), [ResultRow.model_validate(r) for r in g["rows"]],
-                         g.get("flops"), g.get("seconds", 0.0), reused=True) for g in data["graph_variants"]], context
+        return [Measured.from_json(g) for g in data["graph_variants"]], context
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise BadInputError(f"--json {path}: cannot resume from it ({e}); give another path (that file is left as it is)") from None
 
 
-def _score(result: SearchResult, variant: GraphVariant) -> float:
-    """What the strategy maximises: the best speedup among ``variant``'s rows within the accuracy budget, 0 if none."""
-    ids = {row_id(variant, r) for m in result.measured if m.variant == variant for r in m.rows}
-    return max((v["speedup"] for v in result.variants if v["id"] in ids and v["within_accuracy_budget"]
-                and v["speedup"] is not None), default=0.0)
-
-
 def _cut_by_budget(row: ResultRow) -> bool:
-    return row.status == "failed" and (row.error or "").startswith(api.BUDGET_ERRORS)
+    return row.stopped_by_budget is not None
 
 
-def _metric_value(row: ResultRow, metric: str) -> float | None:
-    return row.accuracy if metric == "top1" else row.agreement
+def _strategy(request: SearchRequest, known: list[GraphVariant]):  # noqa: ANN202
+    if request.strategy == "grid":
+        return GridStrategy(request.spaces)
+    if request.strategy == "optuna":
+        return OptunaStrategy(request.spaces, request.max_variants, known=known, seed=request.seed)
+    raise BadInputError(f"--strategy '{request.strategy}': grid or optuna")
 
 
-def _derive(measured: list[Measured], budget: float, model: str, target: str, cmd: dict[str, object]
-            ) -> tuple[str, dict[str, object], list[dict[str, object]], list[str], dict[str, object] | None]:
-    original = next(m for m in measured if m.variant.is_original)
-    base = original.rows[0]
-    if base.status != "ok" or base.latency_ms is None:
-        raise BadInputError(f"the onnxruntime FP32 baseline of the original model did not run: {base.error}")
-    metric = "top1" if base.accuracy is not None else "agreement"
-    base_value = _metric_value(base, metric)
-    if base_value is None:
-        raise BadInputError("the evaluation gave no accuracy or agreement for the baseline: nothing to measure a drop from")
-    baseline = {"id": row_id(original.variant, base), "backend": base.backend, "precision": base.precision,
-                "latency_ms_p50": base.latency_ms.p50, "accuracy": base_value, "accuracy_metric": metric,
-                "eval_samples": base.eval_samples}
-    variants: list[dict[str, object]] = []
-    for m in measured:
-        for r in m.rows:
-            value = _metric_value(r, metric) if r.status == "ok" else None
-            # rounded: percentages of a finite set differ by FP noise (96.9 - 95.9), which must not decide the budget
-            drop = None if value is None else round(base_value - value, 9)
-            v = r.model_dump(mode="json")
-            v.update({
-                "id": row_id(m.variant, r), "prune": m.variant.prune, "lowrank": m.variant.lowrank,
-                "top1_accuracy": r.accuracy, "accuracy": value, "accuracy_metric": metric, "accuracy_drop": drop,
-                "within_accuracy_budget": None if drop is None else drop <= budget,
-                "speedup": base.latency_ms.p50 / r.latency_ms.p50 if r.latency_ms is not None else None,
-                "graph_flops": m.flops,
-            })
-            variants.append(v)
-    measured_ok = [v for v in variants if v["status"] == "ok" and v["latency_ms"] is not None and v["accuracy_drop"] is not None]
-    pareto = pareto_front([(v["id"], (v["latency_ms"]["p50"], v["accuracy_drop"])) for v in measured_ok])
-    fits = [v for v in measured_ok if v["within_accuracy_budget"]]
-    recommended = None
-    if fits:
-        best = min(fits, key=lambda v: v["latency_ms"]["p50"])
-        recommended = dict(best, command=compile_command(model, target, best, **cmd))
-    return metric, baseline, variants, pareto, recommended
+@dataclass
+class _Progress:
+    """The state of one search run."""
+
+    request: SearchRequest
+    measured: list[Measured] = field(default_factory=list)
+    outside: list[Measured] = field(default_factory=list)
+    not_run: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    context: dict[str, object] = field(default_factory=dict)
+    start: float = field(default_factory=time.monotonic)
+
+    def left(self) -> float | None:
+        budget = self.request.time_budget_s
+        return None if budget is None else budget - (time.monotonic() - self.start)
+
+    def result(self, measured: list[Measured]) -> SearchResult:
+        r, c = self.request, self.request.compare
+        metric, baseline, variants, pareto, recommended = derive(
+            measured, r.max_accuracy_drop, c.model, c.target.name, r.command_context())
+        return SearchResult(
+            model=c.model, target=c.target.name, metric=metric, baseline=baseline, variants=variants, pareto=pareto,
+            recommended=recommended, measured=list(measured), not_run=list(self.not_run),
+            messages=list(self.messages), request=r.describe(), max_accuracy_drop=r.max_accuracy_drop,
+            eval_data=c.eval_data.describe(), pareto_size=size_front(variants), **self.context,
+        )
 
 
-def size_front(variants: list[dict[str, object]]) -> list[str]:
-    """Ids on the frontier of latency, accuracy drop and artifact size (bytes), all minimised; rows without a
-    measured drop or size take no part."""
-    rows = [v for v in variants if v["status"] == "ok" and v["latency_ms"] is not None
-            and v["accuracy_drop"] is not None and v.get("artifact_bytes") is not None]
-    return pareto_front([(v["id"], (v["latency_ms"]["p50"], v["accuracy_drop"], v["artifact_bytes"])) for v in rows])
+def _measure(state: _Progress, variant: GraphVariant, on_row) -> Measured:  # noqa: ANN001
+    r = state.request
+    t0 = time.monotonic()
+    deadline = None if r.time_budget_s is None else state.start + r.time_budget_s
+    report = run_compare(r.compare.with_graph(variant, deadline=deadline), on_row)
+    state.context = {"measured_on": report.measured_on, "versions": report.versions, "peak_gflops": report.peak_gflops}
+    return Measured(variant, report.results, report.flops, time.monotonic() - t0)
 
 
-def search(
-    model: str | os.PathLike[str],
-    target: str,
-    *,
-    eval_data: DataSpec | str,
-    backends: list[str] | None = None,
-    precisions: list[str] | None = None,
-    prune: list[float | None] | PruneRange = (None,),
-    lowrank: list[float | None] = (None,),
-    max_accuracy_drop: float = 1.0,
-    time_budget_s: float | None = None,
-    calibration: DataSpec | str | None = None,
-    quantize: dict[str, object] | None = None,
-    input_shapes: list[str] | None = None,
-    targets_file: str | os.PathLike[str] | None = None,
-    settings: api.ProfileSettings = api.ProfileSettings(layer_runs=10),
-    timeout_s: float | None = 1800,
-    options: dict[str, dict[str, object]] | None = None,
-    vary: dict[str, dict[str, list[object]]] | None = None,
-    strategy: str = "grid",
-    max_variants: int = 12,
-    seed: int = 0,
-    resume: str | os.PathLike[str] | None = None,
-    on_variant: Callable[[SearchResult | None, Measured, int, int, float | None], None] | None = None,
-    on_row: Callable[[ResultRow, int, int], None] | None = None,
-) -> SearchResult:
-    """Measure graph variants (``prune`` ratios x ``lowrank`` energies; None is "off") with every backend x
-    precision, and recommend the fastest row losing at most ``max_accuracy_drop`` points against the original
-    model's onnxruntime FP32 baseline.
-
-    ``strategy`` "grid" measures every pair; "optuna" measures up to ``max_variants`` graph variants that
-    Optuna's TPE sampler (``seed``) picks from ``prune`` (a list, or a PruneRange) x ``lowrank``, maximising
-    the best speedup within the accuracy budget (see edgecc.search.strategy).
-
-    ``vary`` (backend -> option -> values) builds that backend's rows once per combination of values
-    (OpenVINO's performance hint, TVM's trial budget...), each a variant of its own.
-
-    The original graph runs first (its onnxruntime FP32 row is the baseline, always measured). Within
-    ``time_budget_s`` (seconds, None: no limit) rows are measured as they come; no row runs past it, rows
-    it cuts short are reported failed, and graph variants not started are listed in ``not_run``.
-    ``resume`` is the JSON of an earlier run (same model, target, evaluation set and request): its graph
-    variants are not measured again, and those outside this grid are kept in the result.
-    ``on_variant(result_so_far, measured, done, total, seconds_left)`` is called after each graph variant
-    (the CLI saves ``result_so_far`` there, so an interrupted search can be resumed).
-    """
-    if max_accuracy_drop < 0:
-        raise BadInputError("--max-accuracy-drop must be >= 0 (percentage points)")
-    if time_budget_s is not None and time_budget_s < 0:
-        raise BadInputError("--time-budget must be >= 0")
-    for v in [] if isinstance(prune, PruneRange) else prune:
-        if v is not None and not 0.0 < v < 1.0:
-            raise BadInputError(f"--prune: every ratio must be 0 (off) or between 0 and 1 (exclusive), got {v:g}")
-    for v in lowrank:
-        if v is not None and not 0.0 < v <= 1.0:
-            raise BadInputError(f"--lowrank: every energy must be 'off' or in (0, 1], got {v:g}")
-    eval_spec = eval_data if isinstance(eval_data, DataSpec) else DataSpec(str(eval_data))
-    cal_spec = calibration if isinstance(calibration, DataSpec) or calibration is None else DataSpec(str(calibration))
-    model_name = str(model)
-    request = {"backends": backends, "precisions": precisions, "calibration": cal_spec.describe() if cal_spec else None,
-               "quantize": quantize, "input_shapes": input_shapes, "options": options}
-    if vary:
-        request["vary"] = vary  # only when given: runs saved before --vary existed still resume
-    earlier, context = _load_saved(Path(resume) if resume else None, model_name, target, eval_spec.describe(), request)
+def run_search(request: SearchRequest, *, resume: str | os.PathLike[str] | None = None,
+               on_variant: OnVariant | None = None,
+               on_row: Callable[[ResultRow, int, int], None] | None = None) -> SearchResult:
+    """Measure graph variants with every backend x precision and recommend the fastest row losing at most
+    ``max_accuracy_drop`` points against the original model's onnxruntime FP32 baseline (see edgecc.search).
+    ``resume``: the JSON of an earlier run; ``on_variant(result_so_far, measured, done, total, seconds_left)``
+    is called after each graph variant (the CLI saves ``result_so_far`` there)."""
+    state = _Progress(request)
+    earlier, state.context = _load_saved(Path(resume) if resume else None, request)
     # a graph variant the earlier run's time budget cut short is measured again, whole
     saved = {m.variant: m for m in earlier if not any(_cut_by_budget(r) for r in m.rows)}
-    if strategy == "grid":
-        strat = GridStrategy(prune, lowrank)
-    elif strategy == "optuna":
-        strat = OptunaStrategy(prune, lowrank, max_variants, known=list(saved), seed=seed)
-    else:
-        raise BadInputError(f"--strategy '{strategy}': grid or optuna")
-    outside = [m for v, m in saved.items() if not strat.covers(v)]  # kept in every result: they are the user's measurements
-    cmd = {"calibration": cal_spec, "quantize": quantize, "input_shapes": input_shapes,
-           "targets_file": str(targets_file) if targets_file is not None else None, "options": options}
-    measured: list[Measured] = []
-    not_run: list[str] = []
-    messages: list[str] = []
-    start = time.monotonic()
-
-    def left() -> float | None:
-        return None if time_budget_s is None else time_budget_s - (time.monotonic() - start)
-
-    result: SearchResult | None = None
+    strat = _strategy(request, list(saved))
+    state.outside = [m for v, m in saved.items() if not strat.covers(v)]  # the user's measurements: always kept
     while (variant := strat.next()) is not None:
         if variant in saved:
             m = saved.pop(variant)
-        elif not variant.is_original and (rest := left()) is not None and rest <= 0:
+        elif not variant.is_original and (rest := state.left()) is not None and rest <= 0:
             if strat.stops_when_time_is_up:
-                messages.append(f"time budget of {time_budget_s:g} s spent after {len(measured)} graph variants")
+                state.messages.append(f"time budget of {request.time_budget_s:g} s spent after {len(state.measured)} graph variants")
                 break
-            not_run.append(variant.key)
+            state.not_run.append(variant.key)
             continue
         else:
-            t0 = time.monotonic()
-            report = api.compare(
-                model, target, backends=backends, precisions=precisions, input_shapes=input_shapes, options=options,
-                settings=settings, timeout_s=timeout_s, targets_file=targets_file, on_row=on_row,
-                calibration=cal_spec, quantize=quantize, eval_data=eval_spec,
-                prune=variant.prune, lowrank=variant.lowrank, eval_against_original=True, vary=vary,
-                deadline=None if time_budget_s is None else start + time_budget_s,
-            )
-            m = Measured(variant, report.results, report.flops, time.monotonic() - t0)
-            context = {"measured_on": report.measured_on, "versions": report.versions, "peak_gflops": report.peak_gflops}
-        measured.append(m)
-        result = _result(measured + outside, max_accuracy_drop, model_name, target, cmd, not_run, messages, request, context, eval_spec)
-        strat.tell(variant, _score(result, variant))
+            m = _measure(state, variant, on_row)
+        state.measured.append(m)
+        result = state.result(state.measured + state.outside)
+        strat.tell(variant, score(result, variant))
         if on_variant is not None:
-            on_variant(result, m, len(measured) + len(not_run), strat.total, left())
-    measured += outside
-    if not_run:
-        messages.append(f"time budget of {time_budget_s:g} s spent: {len(not_run)} of {strat.total} graph variants "
-                        f"not measured ({', '.join(not_run)}); run again with the same --json to continue")
+            on_variant(result, m, len(state.measured) + len(state.not_run), strat.total, state.left())
+    return _finish(state, strat.total)
+
+
+def _finish(state: _Progress, total: int) -> SearchResult:
+    budget = state.request.time_budget_s
+    measured = state.measured + state.outside
+    if state.not_run:
+        state.messages.append(f"time budget of {budget:g} s spent: {len(state.not_run)} of {total} graph variants "
+                              f"not measured ({', '.join(state.not_run)}); run again with the same --json to continue")
     cut = [row_id(m.variant, r) for m in measured for r in m.rows if _cut_by_budget(r)]
     if cut:
-        messages.append(f"time budget of {time_budget_s:g} s spent: {len(cut)} row(s) not measured or cut short "
-                        f"({', '.join(cut)})")
+        state.messages.append(f"time budget of {budget:g} s spent: {len(cut)} row(s) not measured or cut short "
+                              f"({', '.join(cut)})")
     reused = sum(m.reused for m in measured)
     if reused:
-        messages.append(f"{reused} graph variant(s) taken from the earlier run, not measured again")
-    result = _result(measured, max_accuracy_drop, model_name, target, cmd, not_run, messages, request, context, eval_spec)
+        state.messages.append(f"{reused} graph variant(s) taken from the earlier run, not measured again")
+    result = state.result(measured)
     if result.recommended is None:
-        messages.append(f"no measured variant stays within {max_accuracy_drop:g} points of the baseline's "
-                        f"{result.metric}: nothing recommended")
+        state.messages.append(f"no measured variant stays within {state.request.max_accuracy_drop:g} points of the "
+                              f"baseline's {result.metric}: nothing recommended")
+        result.messages = list(state.messages)
     return result
 
 
-def _result(measured, budget, model, target, cmd, not_run, messages, request, context, eval_spec) -> SearchResult:
-    metric, baseline, variants, pareto, recommended = _derive(measured, budget, model, target, cmd)
-    return SearchResult(
-        model=model, target=target, metric=metric, baseline=baseline, variants=variants, pareto=pareto,
-        recommended=recommended, measured=list(measured), not_run=list(not_run), messages=list(messages), request=request,
-        max_accuracy_drop=budget, eval_data=eval_spec.describe(), pareto_size=size_front(variants), **context,
-    )
+def search(model: str | os.PathLike[str], target: str | Target, *, resume: str | os.PathLike[str] | None = None,
+           on_variant: OnVariant | None = None, on_row: Callable[[ResultRow, int, int], None] | None = None,
+           **request: object) -> SearchResult:
+    """Build a :class:`SearchRequest` from keyword arguments (``eval_data``, ``spaces`` {step: values or
+    ValueRange}, ``max_accuracy_drop``, ``time_budget_s``, ``strategy``, ``max_variants``, ``seed``,
+    ``targets_file`` and CompareRequest's fields) and run it."""
+    target = resolve_target(target, request.get("targets_file"), measure_host_peak=True)
+    return run_search(build_request(model, target, **request), resume=resume, on_variant=on_variant, on_row=on_row)
+
+
+__all__ = ["SearchRequest", "build_request", "run_search", "search"]

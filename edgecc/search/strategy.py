@@ -3,60 +3,27 @@
 A strategy hands out graph variants one at a time (the original graph always first: it holds the baseline)
 and is told each variant's score: the best speedup among its rows that stayed within the accuracy budget
 (0 when none did). The grid ignores the scores. Optuna uses them to pick prune ratios (from a list, or any
-step of a range such as 0:0.6) and low-rank energies where the fast variants that keep accuracy are, which
+step of a range such as 0:0.6) and the other steps' values where the fast variants that keep accuracy are, which
 a coarse grid can step over: the largest ratio within budget lies between two grid points.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..errors import BackendUnavailable, BadInputError
-from .grid import GraphVariant, grid
+from ..graph.steps import ValueRange, get_step
+from .grid import GraphVariant, Spaces, default_spaces, grid
 
-#: the step a prune range (``0:0.6``) is searched in
-PRUNE_STEP = 0.05
 #: Optuna may suggest a variant already measured; after this many in a row the space is taken as exhausted
 MAX_REPEATS = 25
 
 
-@dataclass(frozen=True)
-class PruneRange:
-    """``--prune LOW:HIGH``: any ratio in [low, high] in steps of PRUNE_STEP (0 is unpruned)."""
-
-    low: float
-    high: float
-
-    def __str__(self) -> str:
-        return f"{self.low:g}:{self.high:g}"
-
-
-def parse_prune_space(text: str) -> list[float | None] | PruneRange:
-    """``0,0.3,0.5`` (a list, as parse_prune) or ``0:0.6`` (a range, for --strategy optuna)."""
-    from .grid import parse_prune
-
-    if ":" not in text:
-        return parse_prune(text)
-    low_text, _, high_text = text.partition(":")
-    try:
-        low, high = float(low_text), float(high_text)
-    except ValueError:
-        raise BadInputError(f"--prune '{text}': a range is LOW:HIGH with two numbers, e.g. 0:0.6") from None
-    if not 0.0 <= low < high < 1.0:
-        raise BadInputError(f"--prune '{text}': a range needs 0 <= LOW < HIGH < 1")
-    return PruneRange(low, high)
-
-
 class GridStrategy:
-    """Every (prune, low-rank) pair, original first, mildest rewrites next."""
+    """Every combination of the steps' values, original first, mildest rewrites next."""
 
     stops_when_time_is_up = False  # variants of an earlier run later in the grid are still taken
 
-    def __init__(self, prune: list[float | None] | PruneRange, lowrank: list[float | None]):
-        if isinstance(prune, PruneRange):
-            raise BadInputError(f"--prune {prune}: a range is searched by --strategy optuna; the grid takes a list "
-                                "such as 0,0.3,0.5")
-        self.plan = grid(list(prune), list(lowrank))
+    def __init__(self, spaces: Spaces):
+        self.plan = grid(spaces)
         self.total = len(self.plan)
         self._next = 0
 
@@ -79,8 +46,7 @@ class OptunaStrategy:
 
     stops_when_time_is_up = True
 
-    def __init__(self, prune: list[float | None] | PruneRange, lowrank: list[float | None], max_variants: int,
-                 known: list[GraphVariant], seed: int = 0):
+    def __init__(self, spaces: Spaces, max_variants: int, known: list[GraphVariant], seed: int = 0):
         try:
             import optuna
             from optuna.distributions import CategoricalDistribution, FloatDistribution
@@ -90,34 +56,44 @@ class OptunaStrategy:
             raise BadInputError("--max-variants must be >= 1")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._optuna = optuna
-        self.prune, self.lowrank = prune, list(lowrank)
-        lr_choices = ["off" if v is None else v for v in self.lowrank]
-        if isinstance(prune, PruneRange):
-            prune_dist = FloatDistribution(prune.low, prune.high, step=PRUNE_STEP)
-            self.total = max_variants
-        else:  # a finite space: at most every pair, and the original
-            prune_dist = CategoricalDistribution([0.0 if v is None else v for v in prune])
-            size = len({GraphVariant(p, lr) for p in prune for lr in self.lowrank} | {GraphVariant()})
-            self.total = min(max_variants, size)
-        self._space = {"prune": prune_dist, "lowrank": CategoricalDistribution(lr_choices)}
+        self.spaces = default_spaces() | spaces
+        self._space = {}
+        for name, space in self.spaces.items():
+            if isinstance(space, ValueRange):
+                self._space[name] = FloatDistribution(space.low, space.high, step=space.step)
+            else:
+                off = get_step(name).off_choice()
+                self._space[name] = CategoricalDistribution([off if v is None else v for v in space])
+        finite = not any(isinstance(space, ValueRange) for space in self.spaces.values())
+        # a finite space: at most every combination, and the original
+        self.total = min(max_variants, len(grid(self.spaces))) if finite else max_variants
         self._study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
         self._queue = [GraphVariant()] + [v for v in known if not v.is_original and self.covers(v)]
         self._scores: dict[GraphVariant, float] = {}
         self._pending: dict[GraphVariant, object] = {}
 
     def covers(self, variant: GraphVariant) -> bool:
-        prune = variant.prune or 0.0
-        if isinstance(self.prune, PruneRange):
-            steps = (prune - self.prune.low) / PRUNE_STEP
-            in_prune = self.prune.low <= prune <= self.prune.high and abs(steps - round(steps)) < 1e-6
-        else:
-            in_prune = prune in [p or 0.0 for p in self.prune]
-        return in_prune and variant.lowrank in self.lowrank
+        for name, space in self.spaces.items():
+            value = getattr(variant, name)
+            if isinstance(space, ValueRange):
+                v = value or 0.0
+                steps = (v - space.low) / space.step
+                if not (space.low <= v <= space.high and abs(steps - round(steps)) < 1e-6):
+                    return False
+            elif value not in space:
+                return False
+        return True
 
     def _variant(self, params: dict[str, object]) -> GraphVariant:
-        prune = round(float(params["prune"]), 4)
-        lowrank = params["lowrank"]
-        return GraphVariant(prune or None, None if lowrank == "off" else float(lowrank))
+        values = {}
+        for name, value in params.items():
+            off = value == get_step(name).off_choice()
+            values[name] = None if off else (round(float(value), 4) or None)
+        return GraphVariant(**values)
+
+    def _params(self, variant: GraphVariant) -> dict[str, object]:
+        return {name: get_step(name).off_choice() if getattr(variant, name) is None else getattr(variant, name)
+                for name in self.spaces}
 
     def next(self) -> GraphVariant | None:
         if len(self._scores) >= self.total:
@@ -142,5 +118,5 @@ class OptunaStrategy:
         if trial is not None:
             self._study.tell(trial, score)
         elif self.covers(variant):  # the original and an earlier run's variants: told as finished trials
-            params = {"prune": variant.prune or 0.0, "lowrank": "off" if variant.lowrank is None else variant.lowrank}
-            self._study.add_trial(self._optuna.trial.create_trial(params=params, distributions=self._space, value=score))
+            self._study.add_trial(self._optuna.trial.create_trial(params=self._params(variant), distributions=self._space,
+                                                                  value=score))

@@ -27,15 +27,17 @@ def run(*args):
 
 @pytest.fixture
 def compare_calls(monkeypatch):
-    """Counts the graph variants really measured (compare() calls), calling the real compare."""
+    """Counts the graph variants really measured (comparator runs), calling the real comparator."""
+    import edgecc.search.run
+
     calls: list[tuple] = []
-    real = api.compare
+    real = edgecc.search.run.run_compare
 
-    def counting(*args, **kwargs):
-        calls.append((kwargs.get("prune"), kwargs.get("lowrank")))
-        return real(*args, **kwargs)
+    def counting(request, on_row=None):
+        calls.append((request.graph.prune, request.graph.lowrank))
+        return real(request, on_row)
 
-    monkeypatch.setattr(api, "compare", counting)
+    monkeypatch.setattr(edgecc.search.run, "run_compare", counting)
     return calls
 
 
@@ -177,16 +179,18 @@ def test_report_renders_a_saved_search(saved_search, tmp_path):
 
 
 def test_an_interrupted_search_is_saved_after_each_graph_variant_and_resumes(monkeypatch, tmp_path):
-    calls: list[tuple] = []
-    real = api.compare
+    import edgecc.search.run
 
-    def interrupted_on_the_second(*args, **kwargs):
-        calls.append((kwargs.get("prune"), kwargs.get("lowrank")))
+    calls: list[tuple] = []
+    real = edgecc.search.run.run_compare
+
+    def interrupted_on_the_second(request, on_row=None):
+        calls.append((request.graph.prune, request.graph.lowrank))
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(*args, **kwargs)
+        return real(request, on_row)
 
-    monkeypatch.setattr(api, "compare", interrupted_on_the_second)
+    monkeypatch.setattr(edgecc.search.run, "run_compare", interrupted_on_the_second)
     path = tmp_path / "r.json"
     code, _, stderr = search(path)
     assert code == 130 and "interrupted" in stderr
@@ -270,7 +274,7 @@ def test_time_budget_cuts_a_row_short_and_says_so(faulty_backend_installed, tmp_
     assert rows["onnxruntime-fp32-prune0-lowrankoff"]["status"] == "ok"
     assert rows["faulty-fp32-prune0-lowrankoff-fault=none"]["status"] == "ok"
     hung = rows["faulty-fp32-prune0-lowrankoff-fault=hang"]
-    assert hung["status"] == "failed" and hung["error"].startswith(api.BUDGET_ERRORS[1])
+    assert hung["status"] == "failed" and hung["stopped_by_budget"] == "cut_short" and hung["error"].startswith("stopped: the time budget")
     assert any("faulty-fp32-prune0-lowrankoff-fault=hang" in m and "time budget of 30 s spent" in m for m in result.messages)
     assert result.recommended is not None and result.recommended["id"] != hung["id"]
 

@@ -9,9 +9,16 @@ import pytest
 from edgecc.errors import BadInputError
 from edgecc.profiling.timing import LatencyStats
 from edgecc.report.schema import ResultRow
-from edgecc.search import GraphVariant, parse_lowrank, parse_prune, parse_time_budget
-from edgecc.search.grid import grid
-from edgecc.search.run import Measured, _derive
+from edgecc.search import GraphVariant, Measured, grid, parse_space, parse_time_budget
+from edgecc.search.results import derive as derive_variants
+
+
+def parse_prune(text):
+    return parse_space("prune", text)
+
+
+def parse_lowrank(text):
+    return parse_space("lowrank", text)
 
 
 def row(backend, precision, p50, accuracy, status="ok"):
@@ -38,7 +45,7 @@ def derive(budget=1.0):
             row("openvino", "int8", 3.5, 89.0),             # equal to the row above: both kept
         ]),
     ]
-    return _derive(measured, budget, "m.onnx", "host", CMD)
+    return derive_variants(measured, budget, "m.onnx", "host", CMD)
 
 
 def test_frontier_is_exact_and_recommendation_is_fastest_within_budget():
@@ -69,7 +76,7 @@ def test_a_wider_budget_recommends_the_fastest_and_a_zero_budget_only_lossless_r
 
 def test_the_baseline_failing_is_a_clear_error():
     with pytest.raises(BadInputError, match="baseline of the original model did not run"):
-        _derive([Measured(GraphVariant(), [row("onnxruntime", "fp32", 1.0, None, status="failed")])], 1.0, "m", "host", CMD)
+        derive_variants([Measured(GraphVariant(), [row("onnxruntime", "fp32", 1.0, None, status="failed")])], 1.0, "m", "host", CMD)
 
 
 def test_flag_parsing():
@@ -86,14 +93,14 @@ def test_flag_parsing():
 
 
 def test_grid_runs_the_original_first_then_mild_rewrites():
-    keys = [v.key for v in grid([0.5, None, 0.3], [None, 0.9])]
+    keys = [v.key for v in grid({"prune": [0.5, None, 0.3], "lowrank": [None, 0.9]})]
     assert keys == ["prune0-lowrankoff", "prune0-lowrank0.9", "prune0.3-lowrankoff", "prune0.3-lowrank0.9",
                     "prune0.5-lowrankoff", "prune0.5-lowrank0.9"]
-    assert grid([0.5], [0.9])[0] == GraphVariant()  # the baseline graph is always measured
+    assert grid({"prune": [0.5], "lowrank": [0.9]})[0] == GraphVariant()  # the baseline graph is always measured
 
 
 def test_frontier_with_artifact_size_is_exact():
-    from edgecc.search.run import size_front
+    from edgecc.search.results import size_front
 
     def v(vid, p50, drop, size, status="ok"):
         return {"id": vid, "status": status, "latency_ms": {"p50": p50}, "accuracy_drop": drop, "artifact_bytes": size}

@@ -148,8 +148,10 @@ def test_vary_builds_a_row_per_option_value_and_the_deadline_stops_rows(faulty_b
     base, hang, after = report.results
     assert base.status == "ok" and base.options is None and base.latency_ms is not None
     assert hang.options == {"fault": "hang"} and after.options == {"fault": "none"}
-    assert hang.status == "failed" and hang.error.startswith(api.BUDGET_ERRORS[1]), hang.error
-    assert after.status == "failed" and after.error.startswith(api.BUDGET_ERRORS[0]), after.error
+    assert hang.status == "failed" and hang.stopped_by_budget == "cut_short", hang.error
+    assert hang.error.startswith("stopped: the time budget ran out after")
+    assert after.status == "failed" and after.stopped_by_budget == "not_started", after.error
+    assert after.error == "not run: the time budget was spent before this row started"
     assert time.monotonic() - start < 600  # stopped by the deadline, not by the row timeout
     assert hang.name == "faulty fault=hang"
 

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgecc.cli import app
-from edgecc.graph.commands import copy_model
+from edgecc.transform import copy_model
 from edgecc.graph.equivalence import check_equivalent, interface_changes
 from edgecc.graph.io import prepare_model, to_proto
 from edgecc.graph.passes import count_nodes, optimize_model

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from conftest import make_model
 from edgecc.cli import app
 from edgecc.errors import BadInputError
-from edgecc.graph import commands
+from edgecc import transform
 from edgecc.graph.analysis import analyze
 from edgecc.graph.equivalence import EXACT_TOLERANCE, check_equivalent
 from edgecc.graph.io import prepare_model, save_model
@@ -137,7 +137,7 @@ def mask_channels(model: ir.Model, fraction: float) -> int:
 def _zero_prune_case(model: ir.Model, tmp_path, fraction=0.4):
     zeroed = mask_channels(model, fraction)
     path = save_model(model, tmp_path / "masked.onnx")
-    outcome = commands.prune(str(path), tmp_path / "pruned.onnx", zero_channels=True)
+    outcome = transform.prune(str(path), tmp_path / "pruned.onnx", zero_channels=True)
     return zeroed, outcome
 
 
@@ -186,7 +186,7 @@ def test_sigmoid_of_a_zero_channel_is_not_zero(tmp_path):
     w[0] = 0
     wb.const_value = ir.tensor(w, name="wb")
     path = save_model(model, tmp_path / "m.onnx")
-    outcome = commands.prune(str(path), tmp_path / "p.onnx", zero_channels=True)
+    outcome = transform.prune(str(path), tmp_path / "p.onnx", zero_channels=True)
     by_layer = {g.layers[0]: g for g in outcome.plan.groups}
     assert by_layer["b"].kept == 4  # zeroed, but Sigmoid makes it 0.5
     assert by_layer["a"].kept == 5 and outcome.plan.removed_channels == 1  # a's channel 5: only the Slice reads it
@@ -194,7 +194,7 @@ def test_sigmoid_of_a_zero_channel_is_not_zero(tmp_path):
 
 @pytest.mark.parametrize("name,ratio", [("resnet18", 0.5), ("mobilenetv2", 0.3), ("bert-tiny", 0.5)])
 def test_ratio_pruning_keeps_shapes_and_runs(name, ratio, tmp_path):
-    outcome = commands.prune(f"zoo:{name}", tmp_path / "p.onnx", ratio=ratio, round_to=8)
+    outcome = transform.prune(f"zoo:{name}", tmp_path / "p.onnx", ratio=ratio, round_to=8)
     pruned = prepare_model(tmp_path / "p.onnx")
     assert [s.shape for s in pruned.outputs] == [s.shape for s in prepare_model(f"zoo:{name}").outputs]
     onnx.checker.check_model(str(tmp_path / "p.onnx"), full_check=True)
@@ -274,7 +274,7 @@ def test_exclude_keeps_a_layer_and_bad_options_fail():
         with pytest.raises(BadInputError, match=message):
             plan_pruning(build_dependency_graph(prepared.model), **kwargs)
     with pytest.raises(BadInputError, match="does not have: nosuch"):
-        commands.prune("zoo:tinycnn", None, ratio=0.5, exclude=["nosuch"], dry_run=True)
+        transform.prune("zoo:tinycnn", None, ratio=0.5, exclude=["nosuch"], dry_run=True)
 
 
 def test_bn_gamma_criterion_keeps_the_largest_gammas():
@@ -330,7 +330,7 @@ def test_shape_computations_of_exports_do_not_block_pruning(tmp_path):
              i64("axes0", [0]), i64("minus1", [-1]), _w("wf", 5, 8)]
     proto = make_model(nodes, [_vi("x", [1, 3, 6, 6])], [_vi("y", [1, 5])], inits)
     path = _prepared(proto, tmp_path)
-    outcome = commands.prune(str(path), tmp_path / "p.onnx", ratio=0.5)
+    outcome = transform.prune(str(path), tmp_path / "p.onnx", ratio=0.5)
     assert [g.kept for g in outcome.plan.groups if not g.frozen] == [4, 4]
     assert outcome.plan.barriers[0].op_type == "output" and len(outcome.plan.barriers) == 1
     onnx.checker.check_model(str(tmp_path / "p.onnx"), full_check=True)

@@ -78,14 +78,13 @@ def test_without_compensation_the_same_removal_changes_the_outputs(samples, tmp_
     from edgecc.data import DataSpec, load_dataset
     from edgecc.graph.equivalence import check_equivalent
     from edgecc.graph.io import prepare_model
-    from edgecc.graph.commands import copy_model
     from edgecc.graph.prune import build_dependency_graph, materialise, plan_pruning
     from edgecc.graph.prune.compensate import measure
 
     src = tmp_path / "m.onnx"
     onnx.save(model_with_constant_channels("conv"), src)
     prepared = prepare_model(str(src))
-    original = copy_model(prepared.model)
+    original = prepared.model.clone()
     graph = build_dependency_graph(prepared.model)
     measure(graph, load_dataset(DataSpec(str(samples)), prepared.inputs).batches)
     materialise(plan_pruning(graph, ratio=3 / 8, criterion="activation"))

@@ -152,7 +152,7 @@ def test_int8_without_calibration_and_unsupported_precisions_are_clear(tmp_path)
 
 
 def test_accuracy_drop_is_baseline_minus_row_and_budget_flags():
-    from edgecc.api import _accuracy_drops
+    from edgecc.compare import accuracy_drops as _accuracy_drops
 
     rows = [ResultRow(backend="onnxruntime", precision="fp32", status="ok", accuracy=98.0, agreement=100.0),
             ResultRow(backend="onnxruntime", precision="int8", status="ok", accuracy=97.5, agreement=99.0),

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from conftest import make_model
 from edgecc.cli import app
 from edgecc.errors import BadInputError
-from edgecc.graph import commands
+from edgecc import api
 from edgecc.graph.equivalence import REWRITE_TOLERANCE
 from edgecc.graph.io import prepare_model
 from edgecc.graph.lowrank import factorize_model
@@ -62,7 +62,7 @@ def low_rank_path(tmp_path):
 
 
 def test_lowrank_recovers_true_ranks_exactly_and_lowers_flops(low_rank_path, tmp_path):
-    outcome = commands.lowrank(str(low_rank_path), tmp_path / "out.onnx", energy=1.0)
+    outcome = api.lowrank(str(low_rank_path), tmp_path / "out.onnx", energy=1.0)
     ranks = {l.op_type: l.rank for l in outcome.result.layers}
     assert ranks == {"MatMul": 4, "Conv": 3, "Gemm": 5}
     assert all(l.weight_error < 1e-5 for l in outcome.result.layers)
@@ -77,8 +77,8 @@ def test_lowrank_recovers_true_ranks_exactly_and_lowers_flops(low_rank_path, tmp
 
 
 def test_lowrank_lower_energy_lower_rank_larger_error(low_rank_path):
-    full = commands.lowrank(str(low_rank_path), None, energy=1.0)
-    cut = commands.lowrank(str(low_rank_path), None, energy=0.6)
+    full = api.lowrank(str(low_rank_path), None, energy=1.0)
+    cut = api.lowrank(str(low_rank_path), None, energy=0.6)
     full_ranks = {l.node: l.rank for l in full.result.layers}
     cut_ranks = {l.node: l.rank for l in cut.result.layers if l.node in full_ranks}
     assert cut_ranks.keys() == full_ranks.keys()
@@ -89,7 +89,7 @@ def test_lowrank_lower_energy_lower_rank_larger_error(low_rank_path):
 
 
 def test_unstructured_sparsity_exact_count_and_metadata(tmp_path):
-    outcome = commands.sparsify("zoo:tinycnn", tmp_path / "s.onnx", pattern="unstructured", ratio=0.3)
+    outcome = api.sparsify("zoo:tinycnn", tmp_path / "s.onnx", pattern="unstructured", ratio=0.3)
     model = ir.load(tmp_path / "s.onnx")
     original = prepare_model("zoo:tinycnn").model
     for layer in outcome.result.layers:

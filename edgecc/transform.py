@@ -1,4 +1,6 @@
-"""What ``edgecc optimize / prune / sparsify / lowrank`` do, behind edgecc.api: load, rewrite, verify, save.
+"""What ``edgecc optimize / prune / sparsify / low-rank`` do, behind edgecc.api: load, rewrite, verify, save.
+
+The rewrites themselves are IR transforms in edgecc.graph; this module is the orchestration around them.
 
 Each returns a result with a ``to_json()`` for ``--report``; nothing is written at the output path
 unless the rewrite succeeded and (where the rewrite must not change the function) verified.
@@ -13,13 +15,13 @@ from typing import TYPE_CHECKING
 
 import onnx_ir as ir
 
-from ..errors import BadInputError, VerificationError
-from .analysis import analyze
-from .equivalence import Equivalence, check_equivalent
-from .io import PreparedModel, prepare_model, save_model
+from .errors import BadInputError, VerificationError
+from .graph.analysis import analyze
+from .graph.equivalence import Equivalence, check_equivalent
+from .graph.io import PreparedModel, prepare_model, save_model
 
 if TYPE_CHECKING:
-    from ..data import DataSpec
+    from .data import DataSpec
 
 
 def copy_model(model: ir.Model) -> ir.Model:
@@ -61,7 +63,7 @@ def write_model(model: ir.Model, out: Path) -> Path:
 def _feeds(inputs: str | None, prepared: PreparedModel):
     if inputs is None:
         return None
-    from ..profiling.inputs import load_inputs
+    from .profiling.inputs import load_inputs
 
     return load_inputs(inputs, prepared.inputs)
 
@@ -93,8 +95,8 @@ def optimize(
     Verified against the original in onnxruntime on seeded random inputs and, when ``inputs`` (.npz)
     is given, on those too; a difference in interface or values raises VerificationError.
     """
-    from .passes import optimize_model
-    from .rewrite import check_backend
+    from .graph.passes import optimize_model
+    from .graph.rewrite import check_backend
 
     if backend is not None:
         check_backend(backend)
@@ -153,11 +155,11 @@ def prune(
     With ``calibration`` (real samples), channels are ranked by what removing them moves the next layers
     (criterion "activation", the default then) and their mean contribution is folded into those layers'
     biases (edgecc.graph.prune.compensate); without it the default criterion is l1 and nothing is folded."""
-    from .equivalence import EXACT_TOLERANCE
-    from .passes import fold_shape_computations
-    from ..data import load_dataset
-    from .prune import build_dependency_graph, check_exclude, materialise, plan_pruning
-    from .prune.compensate import measure
+    from .data import load_dataset
+    from .graph.equivalence import EXACT_TOLERANCE
+    from .graph.passes import fold_shape_computations
+    from .graph.prune import build_dependency_graph, check_exclude, materialise, plan_pruning
+    from .graph.prune.compensate import measure
 
     if ratio is not None and zero_channels:
         raise BadInputError("give --ratio or --zero-channels, not both")
@@ -191,7 +193,7 @@ def prune(
 
 @dataclass
 class RewriteOutcome:
-    """The result of sparsify or lowrank: what was changed, model stats before/after, the output error."""
+    """The result of a rewrite such as sparsify or low-rank: what was changed, model stats before/after, the output error."""
 
     source: str
     output: str | None
@@ -205,9 +207,11 @@ class RewriteOutcome:
                 "after": self.after, "output_error": self.equivalence.to_json()}
 
 
-def _rewrite(model, output, input_shapes, apply) -> RewriteOutcome:
-    from .equivalence import EXACT_TOLERANCE
-    from .io import infer_shapes
+def rewrite(model, output, input_shapes, apply) -> RewriteOutcome:
+    """Load ``model``, rewrite it with ``apply(ir_model) -> result`` (sparsify, low-rank...), drop what the rewrite
+    left unused, check the interface is unchanged, and write it to ``output`` (None: do not write)."""
+    from .graph.equivalence import EXACT_TOLERANCE
+    from .graph.io import infer_shapes
 
     out = check_output_path(output, str(model)) if output is not None else None
     prepared = prepare_model(model, input_shapes)
@@ -224,92 +228,3 @@ def _rewrite(model, output, input_shapes, apply) -> RewriteOutcome:
         write_model(prepared.model, out)
     return RewriteOutcome(prepared.source, str(out) if out else None, result, model_stats(original),
                           model_stats(prepared.model), eq)
-
-
-def sparsify(model, output, *, pattern: str, ratio: float, input_shapes=None) -> RewriteOutcome:
-    """Zero weights by magnitude (unstructured) or 2:4 along the reduction axis; recorded in the metadata."""
-    from .prune.sparsity import sparsify_model
-
-    return _rewrite(model, output, input_shapes, lambda m: sparsify_model(m, pattern, ratio))
-
-
-def lowrank(model, output, *, energy: float, input_shapes=None) -> RewriteOutcome:
-    """Truncated-SVD factorisation of Gemm/MatMul weights and 1x1 Convs where it lowers FLOPs."""
-    from .lowrank import factorize_model
-
-    return _rewrite(model, output, input_shapes, lambda m: factorize_model(m, energy))
-
-
-#: --prune in compile/compare/search keeps channel counts of groups with 64+ channels a multiple of 8: CPU
-#: kernels work on blocks of 8/16 channels, and odd counts fall off their fast paths (EfficientNet-Lite0 pruned by
-#: 0.1 ran in 13.2 ms in onnxruntime with exact counts, 7.1 ms rounded to 8, 8.0 ms unpruned). Small groups keep
-#: their exact ratio. `edgecc prune --round-to` sets it by hand.
-STEP_ROUND_TO, STEP_ROUND_FROM = 8, 64
-
-
-@dataclass(frozen=True)
-class GraphSteps:
-    """Graph rewrites run as steps of compile/compare, in this order: prune, low-rank, optimize."""
-
-    optimize: bool = False
-    prune: float | None = None
-    lowrank: float | None = None
-    #: real samples (the run's calibration data) that pruning is measured on; None or random: l1, nothing folded
-    data: DataSpec | None = None
-
-    def __bool__(self) -> bool:
-        return self.optimize or self.prune is not None or self.lowrank is not None
-
-    def check(self) -> None:
-        """Reject bad values before any model is loaded."""
-        if self.prune is not None and not 0.0 < self.prune < 1.0:
-            raise BadInputError(f"--prune must be between 0 and 1 (exclusive), got {self.prune:g}")
-        if self.lowrank is not None and not 0.0 < self.lowrank <= 1.0:
-            raise BadInputError(f"--lowrank must be in (0, 1], got {self.lowrank:g}")
-
-
-def apply_steps(prepared: PreparedModel, steps: GraphSteps) -> tuple[list[str], list[str]]:
-    """Rewrite ``prepared.model`` in place; returns (pass names for the manifest, notes with FLOPs and the
-    output difference from the original model)."""
-    if not steps:
-        return [], []
-    from onnx_ir.passes.common import RemoveUnusedNodesPass
-
-    from .io import infer_shapes
-    from .lowrank import factorize_model
-    from .passes import fold_shape_computations, optimize_model
-    from .prune import build_dependency_graph, materialise, plan_pruning
-
-    steps.check()
-    original = copy_model(prepared.model)
-    before = model_stats(original)
-    passes: list[str] = []
-    if steps.prune is not None:
-        from ..data import load_dataset
-        from .prune.compensate import measure
-
-        fold_shape_computations(prepared.model)
-        graph = build_dependency_graph(prepared.model)
-        measured = steps.data is not None and not steps.data.is_random
-        means = measure(graph, load_dataset(steps.data, prepared.inputs).batches) if measured else None
-        plan = plan_pruning(graph, ratio=steps.prune, criterion="activation" if measured else "l1",
-                            round_to=STEP_ROUND_TO, round_from=STEP_ROUND_FROM)
-        materialise(plan, means)
-        how = ("criterion=activation,mean-compensated" if measured else "criterion=l1") + f",round-to={STEP_ROUND_TO}"
-        passes.append(f"prune(ratio={steps.prune:g},{how},removed={plan.removed_channels})")
-    if steps.lowrank is not None:
-        result = factorize_model(prepared.model, steps.lowrank)
-        RemoveUnusedNodesPass()(prepared.model)
-        infer_shapes(prepared.model)
-        passes.append(f"lowrank(energy={steps.lowrank:g},layers={len(result.layers)})")
-    if steps.optimize:
-        result = optimize_model(prepared.model)
-        passes.append(f"optimize(nodes={result.nodes_before}->{result.nodes_after})")
-    after = model_stats(prepared.model)
-    eq = check_equivalent(original, prepared.model)
-    if eq.interface_changes:
-        raise VerificationError(f"{prepared.source}: graph steps changed the model's interface: {eq.describe()} (a bug)")
-    e = eq.error
-    notes = [f"graph steps {', '.join(passes)}: FLOPs {before['flops']} -> {after['flops']}, params {before['params']} -> "
-             f"{after['params']}; outputs vs the original model: max abs error {e.max_abs_error:.3g}, cosine {e.cosine:.6f}"]
-    return passes, notes
