@@ -54,6 +54,7 @@ def tune(
 
     from .. import api
     from ..backends import get_backend
+    from ..compare import input_shapes_arg
     from ..graph.io import prepare_model
     from ..remote.rpc import parse_device
     from ..tuning.metaschedule import tune_model
@@ -66,7 +67,7 @@ def tune(
         raise BadInputError(why)
     backend.require()
     rpc = parse_device(device) if device else None
-    prepared = prepare_model(model, api._shapes(input_shape))
+    prepared = prepare_model(model, input_shapes_arg(input_shape))
     quiet = json_out is not None and str(json_out) == "-"
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, disable=quiet) as progress:

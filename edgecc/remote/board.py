@@ -39,11 +39,12 @@ def compare_on_device(
     targets_file: str | os.PathLike[str] | None = None,
 ) -> CompareReport:
     """``edgecc compare`` run on ``device``; the report's rows were measured there."""
-    from ..api import ProfileSettings, _shapes
+    from ..compare import input_shapes_arg
+    from ..profiling.timing import ProfileSettings
     from ..graph.io import prepare_model, save_model
 
     settings = settings or ProfileSettings()
-    prepared = prepare_model(model, _shapes(input_shapes))
+    prepared = prepare_model(model, input_shapes_arg(input_shapes))
     keep = Path(artifacts_dir) if artifacts_dir is not None else None
     if keep is not None and keep.exists() and any(keep.iterdir()):
         raise BadInputError(f"{keep}: --artifacts-dir must be empty or new for a remote compare (files are copied into it)")
@@ -91,7 +92,7 @@ def compare_on_device(
 def profile_on_device(device: SshDevice, artifact_dir: str | os.PathLike[str], settings=None,  # noqa: ANN001
                       *, timeout_s: float = 1800) -> ResultRow:
     """``edgecc profile`` of a local artifact, run on ``device`` (the artifact is copied there first)."""
-    from ..api import ProfileSettings
+    from ..profiling.timing import ProfileSettings
 
     settings = settings or ProfileSettings()
     artifact = load_artifact(artifact_dir)  # checksums checked here, before anything is copied
