@@ -114,7 +114,7 @@ MemoryLimitOpt = Annotated[
 ]
 DeviceOpt = Annotated[Optional[str], typer.Option(
     "--device", help="where to run: local (default), ssh://user@host[:port][?python=PATH] (edgecc installed there), "
-    "or for profile rpc://HOST:PORT[/KEY] (a TVM RPC server or tracker; TVM artifacts)")]
+    "or for profile rpc://HOST:PORT\\[/KEY] (a TVM RPC server or tracker; TVM artifacts)")]
 
 
 def gib_bytes(value: float | None) -> int | None:
