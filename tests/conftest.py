@@ -62,3 +62,19 @@ def faulty_backend_installed(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "_factories", dict(registry._factories))
     monkeypatch.setattr(registry, "_instances", dict(registry._instances))
     yield "faulty"
+
+
+@pytest.fixture
+def user_metrics_installed(tmp_path, monkeypatch):
+    """Install tests/plugins/user_metrics.py's mean_abs_error as the entry point ``mae`` of the ``edgecc.metrics``
+    group (a .dist-info on sys.path, as pip would); the module itself is importable as ``user_metrics``."""
+    from pathlib import Path
+
+    site = tmp_path / "metrics-site"
+    dist = site / "edgecc_user_metrics-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: edgecc-user-metrics\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[edgecc.metrics]\nmae = user_metrics:mean_abs_error\n")
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "plugins"))
+    monkeypatch.syspath_prepend(str(site))
+    yield "mae"

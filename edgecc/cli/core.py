@@ -215,6 +215,7 @@ def compare(
     device: DeviceOpt = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval", help="accuracy columns on this data: an .npz with inputs and 'labels' (or images: agreement only)")] = None,
     max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", help="flag rows losing more than this many points of accuracy vs the baseline")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="the metric accuracy drops are measured in: top1, top5, agreement, psnr, cosine, an installed edgecc.metrics plugin, or MODULE:FUNCTION (default: top1 with labels, else agreement)")] = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", help="BACKEND.KEY=VALUE: an option of one backend (repeatable)")] = None,
     vary: q.VaryOpt = None,
     data: DataOptions = None,
@@ -259,7 +260,7 @@ def compare(
                 settings=profile_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout,
                 memory_limit=gib_bytes(memory_limit), artifacts_dir=artifacts_dir,
                 targets_file=targets_file, on_row=on_row, calibration=cal_spec, quantize=data.quantize,
-                eval_data=data.spec(eval_data), max_accuracy_drop=max_accuracy_drop, options=q.backend_options(option),
+                eval_data=data.spec(eval_data), max_accuracy_drop=max_accuracy_drop, metric=metric, options=q.backend_options(option),
                 vary=q.vary_options(vary), **steps,
             )
     _show_compare(report, json_out, html_out, quiet)

@@ -48,7 +48,7 @@ def quantize_cmd(
 def evaluate_cmd(
     model: Annotated[str, typer.Argument(help="an artifact directory (run by its backend) or an .onnx / zoo:NAME (onnxruntime)")],
     data: Annotated[str, typer.Option("--data", help="an .npz with inputs and 'labels', or images (agreement/psnr only)")],
-    metric: Annotated[Optional[list[str]], typer.Option("--metric", help="top1, agreement or psnr (repeatable; default: what the data allows)")] = None,
+    metric: Annotated[Optional[list[str]], typer.Option("--metric", help="top1, top5, agreement, psnr, cosine, an installed edgecc.metrics plugin, or MODULE:FUNCTION (repeatable; default: what the data allows)")] = None,
     reference: Annotated[Optional[str], typer.Option("--reference", help="FP32 model for agreement/psnr (default for an artifact: the model it was compiled from)")] = None,
     mean: MeanOpt = None,
     std: StdOpt = None,
@@ -69,4 +69,5 @@ def evaluate_cmd(
         parts.append(f"top-1 agreement with FP32 {res.agreement:.2f}%")
     if res.psnr_db is not None:
         parts.append(f"PSNR {res.psnr_db:.2f} dB")
+    parts += [f"{name} {value:.4g}" for name, value in res.values.items() if name not in ("top1", "agreement", "psnr")]
     out.print(f"{model}: " + ", ".join(parts), highlight=False, markup=False)

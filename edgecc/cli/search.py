@@ -28,6 +28,7 @@ def search_cmd(
     backends: Annotated[Optional[str], typer.Option("--backends", help="comma-separated; default: every backend the target lists")] = None,
     precisions: Annotated[Optional[str], typer.Option("--precisions", help="comma-separated; default: what each backend can do")] = None,
     max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", help="points of accuracy a variant may lose against the original model's onnxruntime FP32")] = 1.0,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="the metric accuracy drops are measured in: top1, top5, agreement, psnr, cosine, an installed edgecc.metrics plugin, or MODULE:FUNCTION (default: top1 with labels, else agreement)")] = None,
     time_budget: Annotated[Optional[str], typer.Option("--time-budget", help="stop after this long with what was measured: 30m, 90s, 1h (default: no limit; the baseline always runs)")] = None,
     input_shape: ShapeOpt = None,
     targets_file: TargetsFileOpt = None,
@@ -76,7 +77,7 @@ def search_cmd(
             result = search(
                 model, target, eval_data=data.spec(eval_data), backends=split_list(backends),
                 precisions=split_list(precisions), spaces=spaces,
-                max_accuracy_drop=max_accuracy_drop, time_budget_s=budget_s, calibration=cal_spec,
+                max_accuracy_drop=max_accuracy_drop, metric=metric, time_budget_s=budget_s, calibration=cal_spec,
                 quantize=data.quantize, input_shapes=input_shape,
                 targets_file=targets_file, settings=settings, timeout_s=timeout, options=options, vary=varied,
                 strategy=strategy, max_variants=max_variants,

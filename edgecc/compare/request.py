@@ -71,6 +71,8 @@ class CompareRequest:
     quantize: QuantizeSettings = field(default_factory=QuantizeSettings)
     eval_data: DataSpec | None = None
     max_accuracy_drop: float | None = None
+    #: the metric whose drop is budgeted (edgecc.evaluation.metrics; None: top1 with labels, else agreement)
+    metric: str | None = None
     eval_against_original: bool = False
     settings: ProfileSettings = field(default_factory=ProfileSettings)
     timeout_s: float | None = 1800
@@ -106,6 +108,12 @@ class CompareRequest:
         budget = fields.get("max_accuracy_drop")
         if budget is not None and (eval_data is None or budget < 0):
             raise BadInputError("--max-accuracy-drop needs --eval DATA and a budget >= 0 (percentage points)")
+        if fields.get("metric") is not None:
+            if eval_data is None:
+                raise BadInputError("--metric measures on the evaluation data: give --eval DATA")
+            from ..evaluation import get_metric
+
+            get_metric(str(fields["metric"]))  # an unknown name or an unimportable plugin fails here, once
         settings_q = check_settings(quantize)
         cal_spec = calibration_spec(calibration, settings_q) if calibration is not None else None
         eval_spec = data_arg(eval_data)

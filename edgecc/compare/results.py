@@ -16,18 +16,33 @@ def with_speedups(results: list[ResultRow]) -> list[ResultRow]:
             for r in results]
 
 
-def accuracy_drops(results: list[ResultRow], budget: float | None) -> list[ResultRow]:
-    """Each row's drop from the baseline (first row): in top-1 accuracy with labels, else in agreement."""
+def metric_value(row: ResultRow, metric: str) -> float | None:
+    """``row``'s value of ``metric`` (top1 and agreement have fields of their own)."""
+    if metric == "top1":
+        return row.accuracy
+    if metric == "agreement":
+        return row.agreement
+    return (row.metrics or {}).get(metric)
+
+
+def accuracy_drops(results: list[ResultRow], budget: float | None, metric: str | None = None) -> list[ResultRow]:
+    """Each row's drop from the baseline (first row): in ``metric`` when given (the sign follows its
+    higher_is_better), else in top-1 accuracy with labels, else in agreement."""
     base = results[0]
-    key = "accuracy" if base.accuracy is not None else "agreement"
-    ref = getattr(base, key)
+    key = metric or ("top1" if base.accuracy is not None else "agreement")
+    sign = 1.0
+    if metric is not None:
+        from ..evaluation import get_metric
+
+        sign = 1.0 if get_metric(metric).higher_is_better else -1.0
+    ref = metric_value(base, key)
     out = []
     for r in results:
-        got = getattr(r, key)
+        got = metric_value(r, key)
         if ref is None or got is None:
             out.append(r)
             continue
-        drop = ref - got
+        drop = sign * (ref - got)
         out.append(r.model_copy(update={
             "accuracy_drop": drop, "within_accuracy_budget": None if budget is None else drop <= budget,
         }))
@@ -41,7 +56,7 @@ def build_report(request: CompareRequest, source: str, flops: int, results: list
 
     results = with_speedups(results)
     if request.eval_data is not None:
-        results = accuracy_drops(results, request.max_accuracy_drop)
+        results = accuracy_drops(results, request.max_accuracy_drop, request.metric)
     versions = common_versions()
     for name in {r.backend for r in results}:
         versions |= get_backend(name).availability().versions
@@ -50,5 +65,5 @@ def build_report(request: CompareRequest, source: str, flops: int, results: list
         model=source, target=request.target.name, baseline=Baseline(), results=results,
         measured_on=detect_host().description, versions=versions, flops=flops, peak_gflops=request.target.peak_fp32_gflops,
         calibration=cal.describe() if cal is not None else None, eval_data=ev.describe() if ev is not None else None,
-        max_accuracy_drop=request.max_accuracy_drop,
+        max_accuracy_drop=request.max_accuracy_drop, accuracy_metric=request.metric,
     )

@@ -41,6 +41,7 @@ class RowJob:
     quantize: dict[str, object] | None = None
     eval_data: DataSpec | None = None
     eval_reference: str | None = None
+    metric: str | None = None
     graph_passes: tuple[str, ...] = ()
     graph_notes: tuple[str, ...] = ()
 
@@ -65,23 +66,28 @@ def row_job(job: RowJob) -> ResultRow:
     if int8 and job.calibration is not None:
         row = row.model_copy(update={"calibration": job.calibration.describe()})
     if job.eval_data is not None:
-        row = row.model_copy(update=_accuracy(str(artifact.path), job.eval_data, job.eval_reference, prepared))
+        row = row.model_copy(update=_accuracy(str(artifact.path), job.eval_data, job.eval_reference, prepared, job.metric))
     return row
 
 
-def _accuracy(artifact_dir: str, data: DataSpec, reference_path: str | None, prepared: PreparedModel) -> dict[str, object]:
+def _accuracy(artifact_dir: str, data: DataSpec, reference_path: str | None, prepared: PreparedModel,
+              metric: str | None) -> dict[str, object]:
     import numpy as np
 
-    from ..evaluation import evaluate_artifact
+    from ..evaluation import default_metrics, evaluate_artifact
 
     dataset = load_dataset(data, prepared.inputs)
     reference = None
     if reference_path is not None:
         with np.load(reference_path, allow_pickle=False) as ref:
             reference = ref["outputs"]
-    res = evaluate_artifact(artifact_dir, dataset, reference)
+    metrics = default_metrics(dataset.labels, reference)
+    if metric is not None and metric not in metrics:
+        metrics += (metric,)
+    res = evaluate_artifact(artifact_dir, dataset, reference, metrics)
+    found = res.to_json()
     return {"accuracy": res.top1, "agreement": res.agreement, "eval_samples": res.samples,
-            "psnr_db": res.to_json()["psnr_db"]}
+            "psnr_db": found["psnr_db"], "metrics": found["metrics"]}
 
 
 def run_row(planned: PlannedRow, job: RowJob | None, *, timeout_s: float | None, memory_limit: int | None,

@@ -52,12 +52,13 @@ def _prepare(request: CompareRequest, work: Path) -> tuple[_Prepared, int]:
     if eval_set is not None:
         import numpy as np
 
-        from ..evaluation import compute_metrics, onnx_outputs
+        from ..evaluation import compute_metrics, default_metrics, onnx_outputs
 
         eval_reference = work / "eval-reference.npz"
         ref_path = model_path if original is None else save_model(original, work / "original.onnx")
         ref_outputs = onnx_outputs(str(ref_path), eval_set)
-        compute_metrics(ref_outputs, eval_set.labels, ref_outputs)  # metrics that cannot apply fail here, once
+        metrics = default_metrics(eval_set.labels, ref_outputs) + ((request.metric,) if request.metric else ())
+        compute_metrics(ref_outputs, eval_set.labels, ref_outputs, metrics)  # metrics that cannot apply fail here, once
         np.savez(eval_reference, outputs=ref_outputs)
     ready = _Prepared(prepared, model_path, reference, eval_reference, tuple(steps.passes), tuple(steps.notes))
     return ready, flops
@@ -70,7 +71,7 @@ def _job(request: CompareRequest, ready: _Prepared, planned: PlannedRow, out: Pa
         planned.options, str(out), str(ready.reference), request.settings,
         calibration=request.calibration, quantize=request.quantize.model_dump(), eval_data=request.eval_data,
         eval_reference=str(ready.eval_reference) if ready.eval_reference is not None else None,
-        graph_passes=ready.passes, graph_notes=ready.notes,
+        metric=request.metric, graph_passes=ready.passes, graph_notes=ready.notes,
     )
 
 

@@ -1,42 +1,48 @@
-"""Accuracy on a data set: top-1 against labels, top-1 agreement and PSNR against the FP32 reference.
+"""Accuracy on a data set: the model's outputs collected, measured by metrics (edgecc.evaluation.metrics).
 
-Metrics read the model's first output, with samples along its first axis:
-- ``top1``: percent of samples whose argmax over the last axis equals the label (output [N, C],
-  or [N, 1, ..., C]);
+Metrics read the model's first output, with samples along its first axis. Built in:
+- ``top1`` / ``top5``: percent of samples whose best (five best) scores over the last axis hold the label
+  (output [N, C], or [N, 1, ..., C]);
 - ``agreement``: percent of samples whose argmax equals the FP32 reference model's argmax;
 - ``psnr``: 10 log10(peak^2 / MSE) in dB over all output values, peak = max - min of the reference
-  outputs; for dense outputs (segmentation maps, images, features).
+  outputs; for dense outputs (segmentation maps, images, features);
+- ``cosine``: mean per-sample cosine similarity with the reference's outputs.
+Others plug in: the ``edgecc.metrics`` entry-point group, or ``module:function``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..data import Dataset
 from ..errors import BadInputError
+from .metrics import BUILTIN, Metric, get_metric, known_metrics, psnr, top1_accuracy, top1_agreement, top5_accuracy
 
-Metric = Literal["top1", "agreement", "psnr"]
-METRICS: tuple[str, ...] = ("top1", "agreement", "psnr")
+__all__ = ["BUILTIN", "EvalResult", "Metric", "compute_metrics", "default_metrics", "evaluate_artifact", "get_metric", "known_metrics",
+           "onnx_outputs", "psnr", "run_dataset", "top1_accuracy", "top1_agreement", "top5_accuracy"]
 
 
 @dataclass(frozen=True)
 class EvalResult:
     """Metrics on ``samples`` samples; a metric that was not asked for or cannot apply is None.
-    Percentages are 0-100; ``psnr_db`` is inf when outputs equal the reference exactly."""
+    Percentages are 0-100; ``psnr_db`` is inf when outputs equal the reference exactly. ``values`` holds every
+    metric measured, by name (built-in and plugged-in)."""
 
     samples: int
     top1: float | None = None
     agreement: float | None = None
     psnr_db: float | None = None
+    values: dict[str, float] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, float | int | None]:
+    def to_json(self) -> dict[str, object]:
+        finite = {k: (None if math.isinf(v) else v) for k, v in self.values.items()}
         return {"samples": self.samples, "top1": self.top1, "agreement": self.agreement,
-                "psnr_db": None if self.psnr_db is None or math.isinf(self.psnr_db) else self.psnr_db}
+                "psnr_db": None if self.psnr_db is None or math.isinf(self.psnr_db) else self.psnr_db,
+                "metrics": finite}
 
 
 def run_dataset(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], dataset: Dataset, output: str) -> np.ndarray:
@@ -50,39 +56,12 @@ def run_dataset(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], d
     return np.concatenate(parts)
 
 
-def _class_scores(outputs: np.ndarray, what: str) -> np.ndarray:
-    """[N, C] scores from outputs [N, C] or [N, 1, ..., 1, C]; a dense output is an error."""
-    if outputs.ndim < 2 or any(d != 1 for d in outputs.shape[1:-1]):
-        raise BadInputError(
-            f"{what} needs class scores shaped [N, C]; this output is {list(outputs.shape)} (for dense outputs use psnr)"
-        )
-    return outputs.reshape(outputs.shape[0], outputs.shape[-1])
-
-
-def top1_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
-    """Percent of rows of ``outputs`` whose argmax is the label."""
-    scores = _class_scores(outputs, "top-1 accuracy")
-    if len(labels) != len(scores):
-        raise BadInputError(f"{len(labels)} labels for {len(scores)} outputs")
-    if labels.min() < 0 or labels.max() >= scores.shape[1]:
-        raise BadInputError(f"labels range over [{labels.min()}, {labels.max()}] but the model scores {scores.shape[1]} classes")
-    return 100.0 * float(np.mean(scores.argmax(axis=1) == labels))
-
-
-def top1_agreement(outputs: np.ndarray, reference: np.ndarray) -> float:
-    """Percent of rows whose argmax equals the reference's."""
-    a, b = _class_scores(outputs, "top-1 agreement"), _class_scores(reference, "top-1 agreement")
-    return 100.0 * float(np.mean(a.argmax(axis=1) == b.argmax(axis=1)))
-
-
-def psnr(outputs: np.ndarray, reference: np.ndarray) -> float:
-    """PSNR (dB) of ``outputs`` against ``reference``, peak = the reference's value range."""
-    if outputs.shape != reference.shape:
-        raise BadInputError(f"outputs {list(outputs.shape)} and reference {list(reference.shape)} differ in shape")
-    ref = reference.astype(np.float64)
-    mse = float(np.mean((outputs.astype(np.float64) - ref) ** 2))
-    peak = float(ref.max() - ref.min()) or 1.0
-    return math.inf if mse == 0.0 else 10.0 * math.log10(peak * peak / mse)
+def default_metrics(labels: np.ndarray | None, reference: np.ndarray | None) -> tuple[str, ...]:
+    """top1 with labels; with a reference, agreement when its outputs are class scores, else psnr."""
+    metrics = ("top1",) if labels is not None else ()
+    if reference is not None:
+        metrics += ("agreement",) if _is_scores(reference) else ("psnr",)
+    return metrics
 
 
 def compute_metrics(
@@ -91,24 +70,17 @@ def compute_metrics(
     """The asked ``metrics`` (default: top1 with labels, agreement with a reference whose outputs are
     class scores, psnr with a reference otherwise)."""
     if metrics is None:
-        metrics = (("top1",) if labels is not None else ())
-        if reference is not None:
-            metrics += ("agreement",) if _is_scores(reference) else ("psnr",)
-    for m in metrics:
-        if m not in METRICS:
-            raise BadInputError(f"unknown metric '{m}'; known: {', '.join(METRICS)}")
-    if not metrics:
+        metrics = default_metrics(labels, reference)
+    found = [get_metric(m) for m in metrics]  # an unknown name fails here with the known ones
+    if not found:
         raise BadInputError("nothing to measure: give labelled data (top1) or a reference model (agreement, psnr)")
-    if "top1" in metrics and labels is None:
-        raise BadInputError("top-1 accuracy needs labels: an .npz with a 'labels' array")
-    if ("agreement" in metrics or "psnr" in metrics) and reference is None:
-        raise BadInputError("agreement and psnr compare with the FP32 reference model: give one")
-    return EvalResult(
-        samples=len(outputs),
-        top1=top1_accuracy(outputs, labels) if "top1" in metrics else None,
-        agreement=top1_agreement(outputs, reference) if "agreement" in metrics else None,
-        psnr_db=psnr(outputs, reference) if "psnr" in metrics else None,
-    )
+    for m in found:
+        why = m.applies(labels, reference)
+        if why is not None:
+            raise BadInputError(why if m.name != "top1" else "top-1 accuracy needs labels: an .npz with a 'labels' array")
+    values = {m.name: m(outputs, labels, reference) for m in found}
+    return EvalResult(samples=len(outputs), top1=values.get("top1"), agreement=values.get("agreement"),
+                      psnr_db=values.get("psnr"), values=values)
 
 
 def _is_scores(outputs: np.ndarray) -> bool:

@@ -59,7 +59,7 @@ class GraphRecipe:
             values.setdefault(step.name, value)
         for name in values:
             get_step(name)  # an unknown name fails with the known ones
-        ordered = tuple((n, values[n]) for n in STEPS if values.get(n) not in (None, False))
+        ordered = tuple((n, values[n]) for n in STEPS if values.get(n) is not None and values.get(n) is not False)
         object.__setattr__(self, "_values", ordered)
 
     def __getattr__(self, name: str) -> object:

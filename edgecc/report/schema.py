@@ -52,6 +52,9 @@ class ResultRow(BaseModel):
     agreement: float | None = Field(None, description="top-1 agreement with the onnxruntime FP32 reference, percent")
     psnr_db: float | None = Field(None, description="PSNR of the first output against the FP32 reference, dB (dense outputs)")
     eval_samples: int | None = Field(None, description="samples the accuracy figures were measured on")
+    metrics: dict[str, float | None] | None = Field(
+        None, description="every metric measured on the evaluation set, by name (built-in and plugged-in; inf as null)"
+    )
     accuracy_drop: float | None = Field(
         None, description="baseline's accuracy (or agreement, without labels) minus this row's, percentage points"
     )
@@ -87,3 +90,6 @@ class CompareReport(BaseModel):
     calibration: str | None = Field(None, description="the data INT8 rows were calibrated on")
     eval_data: str | None = Field(None, description="the data set the accuracy columns were measured on")
     max_accuracy_drop: float | None = Field(None, description="accuracy budget in percentage points, when given")
+    accuracy_metric: str | None = Field(
+        None, description="the metric accuracy_drop is measured in when --metric names one (default: top1, else agreement)"
+    )

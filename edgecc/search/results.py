@@ -7,6 +7,7 @@ import json
 import shlex
 from dataclasses import dataclass, field
 
+from ..compare.results import metric_value
 from ..data import DataSpec
 from ..errors import BadInputError
 from ..graph.steps import searchable_steps
@@ -116,16 +117,12 @@ def compile_command(model: str, target: str, row: dict[str, object], *, calibrat
     return shlex.join(args)
 
 
-def _metric_value(row: ResultRow, metric: str) -> float | None:
-    return row.accuracy if metric == "top1" else row.agreement
-
-
-def _baseline(original: Measured) -> tuple[ResultRow, str, float, dict[str, object]]:
+def _baseline(original: Measured, metric: str | None) -> tuple[ResultRow, str, float, dict[str, object]]:
     base = original.rows[0]
     if base.status != "ok" or base.latency_ms is None:
         raise BadInputError(f"the onnxruntime FP32 baseline of the original model did not run: {base.error}")
-    metric = "top1" if base.accuracy is not None else "agreement"
-    base_value = _metric_value(base, metric)
+    metric = metric or ("top1" if base.accuracy is not None else "agreement")
+    base_value = metric_value(base, metric)
     if base_value is None:
         raise BadInputError("the evaluation gave no accuracy or agreement for the baseline: nothing to measure a drop from")
     baseline = {"id": row_id(original.variant, base), "backend": base.backend, "precision": base.precision,
@@ -134,18 +131,25 @@ def _baseline(original: Measured) -> tuple[ResultRow, str, float, dict[str, obje
     return base, metric, base_value, baseline
 
 
-def derive(measured: list[Measured], budget: float, model: str, target: str, cmd: dict[str, object]
+def derive(measured: list[Measured], budget: float, model: str, target: str, cmd: dict[str, object],
+           metric: str | None = None
            ) -> tuple[str, dict[str, object], list[dict[str, object]], list[str], dict[str, object] | None]:
     """(metric, baseline, every row as a variant with its drop and speedup, the latency x drop frontier, the
-    recommended variant with its compile command or None)."""
+    recommended variant with its compile command or None). ``metric``: the one the drop is measured in
+    (default: top1 with labels, else agreement)."""
     original = next(m for m in measured if m.variant.is_original)
-    base, metric, base_value, baseline = _baseline(original)
+    base, metric, base_value, baseline = _baseline(original, metric)
+    sign = 1.0
+    if metric not in ("top1", "agreement"):
+        from ..evaluation import get_metric
+
+        sign = 1.0 if get_metric(metric).higher_is_better else -1.0
     variants: list[dict[str, object]] = []
     for m in measured:
         for r in m.rows:
-            value = _metric_value(r, metric) if r.status == "ok" else None
+            value = metric_value(r, metric) if r.status == "ok" else None
             # rounded: percentages of a finite set differ by FP noise (96.9 - 95.9), which must not decide the budget
-            drop = None if value is None else round(base_value - value, 9)
+            drop = None if value is None else round(sign * (base_value - value), 9)
             v = r.model_dump(mode="json")
             v.update({
                 "id": row_id(m.variant, r), **m.variant.to_json(),

@@ -62,6 +62,8 @@ class SearchRequest:
                    "input_shapes": self.input_shapes, "options": c.options}
         if c.vary:
             request["vary"] = c.vary  # only when given: runs saved before --vary existed still resume
+        if c.metric:
+            request["metric"] = c.metric
         return request
 
     def command_context(self) -> dict[str, object]:
@@ -143,7 +145,7 @@ class _Progress:
     def result(self, measured: list[Measured]) -> SearchResult:
         r, c = self.request, self.request.compare
         metric, baseline, variants, pareto, recommended = derive(
-            measured, r.max_accuracy_drop, c.model, c.target.name, r.command_context())
+            measured, r.max_accuracy_drop, c.model, c.target.name, r.command_context(), c.metric)
         return SearchResult(
             model=c.model, target=c.target.name, metric=metric, baseline=baseline, variants=variants, pareto=pareto,
             recommended=recommended, measured=list(measured), not_run=list(self.not_run),

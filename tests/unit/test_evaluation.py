@@ -64,8 +64,8 @@ def test_metric_misuse_is_a_clear_error():
         top1_accuracy(np.zeros((2, 2)), np.array([0, 7]))
     with pytest.raises(BadInputError, match="top-1 accuracy needs labels"):
         compute_metrics(np.zeros((2, 2)), None, None, ("top1",))
-    with pytest.raises(BadInputError, match="unknown metric 'top5'"):
-        compute_metrics(np.zeros((2, 2)), np.array([0, 1]), None, ("top5",))
+    with pytest.raises(BadInputError, match="unknown metric 'top7'"):
+        compute_metrics(np.zeros((2, 2)), np.array([0, 1]), None, ("top7",))
 
 
 def test_evaluate_model_on_a_tiny_labelled_set(tmp_path, labelled):
@@ -91,7 +91,8 @@ def test_evaluate_cli_prints_and_writes_json(tmp_path, labelled):
     result = runner.invoke(app, ["evaluate", str(ident), "--data", str(path), "--json", str(tmp_path / "r.json")])
     assert result.exit_code == 0, result.stderr
     assert "10 samples, top-1 accuracy 70.00%" in result.stdout
-    assert json.loads((tmp_path / "r.json").read_text()) == {"samples": 10, "top1": 70.0, "agreement": None, "psnr_db": None}
+    assert json.loads((tmp_path / "r.json").read_text()) == {"samples": 10, "top1": 70.0, "agreement": None, "psnr_db": None,
+                                                                 "metrics": {"top1": 70.0}}
     result = runner.invoke(app, ["evaluate", str(ident), "--data", str(path), "--metric", "agreement"])
     assert result.exit_code == 2 and "compare with the FP32 reference model: give one" in " ".join(result.stderr.split())
     result = runner.invoke(app, ["evaluate", str(ident), "--data", "random"])
