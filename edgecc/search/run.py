@@ -77,8 +77,17 @@ def build_request(model: str | os.PathLike[str], target: Target, *, eval_data, s
                   max_accuracy_drop: float = 1.0, time_budget_s: float | None = None, strategy: str = "grid",
                   max_variants: int = 12, seed: int = 0, targets_file: str | os.PathLike[str] | None = None,
                   settings: ProfileSettings = ProfileSettings(layer_runs=10), **compare: object) -> SearchRequest:
-    """A SearchRequest from keyword arguments; ``compare`` are CompareRequest's fields."""
-    for name, space in (spaces or {}).items():  # lists given in code are checked as the CLI's flags are
+    """A SearchRequest from keyword arguments; ``compare`` are CompareRequest's fields. A searchable step's
+    name given a list or a range (``prune=[None, 0.5]``) is that step's space, as in ``spaces``."""
+    from ..graph.step import ValueRange
+    from ..graph.steps import searchable_steps
+
+    spaces = dict(spaces or {})
+    for step in searchable_steps():
+        if isinstance(compare.get(step.name), (list, tuple, ValueRange)):
+            space = compare.pop(step.name)
+            spaces[step.name] = list(space) if isinstance(space, tuple) else space
+    for name, space in spaces.items():  # lists given in code are checked as the CLI's flags are
         if isinstance(space, list):
             from ..graph.steps import get_step
 
@@ -87,7 +96,7 @@ def build_request(model: str | os.PathLike[str], target: Target, *, eval_data, s
                     get_step(name).check_in_list(v)
     base = CompareRequest.build(model, target, eval_data=eval_data, eval_against_original=True, settings=settings,
                                 **compare)
-    return SearchRequest(base, default_spaces() | (spaces or {}), max_accuracy_drop, time_budget_s, strategy,
+    return SearchRequest(base, default_spaces() | spaces, max_accuracy_drop, time_budget_s, strategy,
                          max_variants, seed, str(targets_file) if targets_file is not None else None)
 
 
