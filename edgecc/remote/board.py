@@ -17,7 +17,8 @@ from pathlib import Path, PurePosixPath
 from ..artifact import load_artifact
 from ..errors import BadInputError
 from ..report.schema import CompareReport, ResultRow
-from .ssh import SshDevice, open_session, remote_failure, remote_path, run_sync
+from .device import SshDevice
+from .ssh import open_session, remote_failure, remote_path, run_sync
 
 
 def _settings_args(settings) -> list[str]:  # noqa: ANN001 - api.ProfileSettings
@@ -33,17 +34,15 @@ def compare_on_device(
     backends: list[str] | None = None,
     precisions: list[str] | None = None,
     input_shapes: dict[str, tuple[int, ...]] | list[str] | None = None,
-    settings=None,  # noqa: ANN001 - api.ProfileSettings
+    settings,  # noqa: ANN001 - api.ProfileSettings
     timeout_s: float = 1800,
     artifacts_dir: str | os.PathLike[str] | None = None,
     targets_file: str | os.PathLike[str] | None = None,
 ) -> CompareReport:
     """``edgecc compare`` run on ``device``; the report's rows were measured there."""
-    from ..api import ProfileSettings, _shapes
-    from ..graph.io import prepare_model, save_model
+    from ..graph.io import input_shapes_arg, prepare_model, save_model
 
-    settings = settings or ProfileSettings()
-    prepared = prepare_model(model, _shapes(input_shapes))
+    prepared = prepare_model(model, input_shapes_arg(input_shapes))
     keep = Path(artifacts_dir) if artifacts_dir is not None else None
     if keep is not None and keep.exists() and any(keep.iterdir()):
         raise BadInputError(f"{keep}: --artifacts-dir must be empty or new for a remote compare (files are copied into it)")
@@ -88,12 +87,9 @@ def compare_on_device(
                                      "measured_on": f"{report.measured_on} (over SSH: {device.where})"})
 
 
-def profile_on_device(device: SshDevice, artifact_dir: str | os.PathLike[str], settings=None,  # noqa: ANN001
+def profile_on_device(device: SshDevice, artifact_dir: str | os.PathLike[str], settings,  # noqa: ANN001
                       *, timeout_s: float = 1800) -> ResultRow:
     """``edgecc profile`` of a local artifact, run on ``device`` (the artifact is copied there first)."""
-    from ..api import ProfileSettings
-
-    settings = settings or ProfileSettings()
     artifact = load_artifact(artifact_dir)  # checksums checked here, before anything is copied
 
     async def job() -> ResultRow:
