@@ -2,10 +2,10 @@
 from a MetaSchedule tuning database, run through the Relax VM locally or on a board over TVM RPC.
 
 TVM in one place: options.py (the options model), library.py (the shared library: file, linker, loading,
-outputs; the lowest module), lowering.py (ONNX -> Relax -> executable), compile.py (the Compiler),
-run.py (the local Runner), rpc.py (the Runner on a board over TVM RPC), tune.py (the Tuner: MetaSchedule)
-and database.py (the lasting tuning database). Imports go one way: library <- lowering, database <- run,
-rpc, tune <- compile <- this module.
+outputs), lowering.py (ONNX -> Relax -> executable), compile.py (the Compiler), run.py (the Runner here),
+rpc.py (the Runner on a board over TVM RPC), tune.py (the Tuner: MetaSchedule) and database.py (the
+lasting tuning database). Imports go one way: options and library at the bottom; lowering, database,
+run and rpc on them; tune on those; compile on tune; this module on top (scripts/import_cycles.py).
 
 ``tvm`` is imported inside functions only, so that this module imports without it and the backend
 reports itself unavailable with the install command.
