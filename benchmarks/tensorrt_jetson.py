@@ -56,11 +56,11 @@ def make_qdq(model: str, out: Path, samples: int = 16) -> Path:
 def run_compare(model: str, target: str, precisions: list[str], settings: api.ProfileSettings,
                 device: str | None) -> CompareReport:
     if device:
-        from edgecc.remote.board import compare_on_device
-        from edgecc.remote.ssh import parse_device
+        from edgecc.remote.device import parse_device
+        from edgecc.remote.run import COMPARE_DEVICES, compare_remote
 
-        return compare_on_device(parse_device(device), model, target, backends=["tensorrt"], precisions=precisions,
-                                 settings=settings)
+        return compare_remote(parse_device(device, COMPARE_DEVICES), model, target, backends=["tensorrt"],
+                              precisions=precisions, settings=settings)
     return api.compare(model, target, backends=["tensorrt"], precisions=precisions, settings=settings)
 
 

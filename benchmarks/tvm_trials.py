@@ -47,7 +47,7 @@ def profile_row(model: str, backend: str, work: Path, settings: api.ProfileSetti
 
 def model_run(name: str, budgets: list[int], untuned: list[str], work: Path, settings, host) -> dict:
     """One model's rows in one run: baselines, untuned TVM, then each budget into a fresh database."""
-    from edgecc.tuning.metaschedule import tune_model
+    from edgecc.backends.tvm.tune import tune_model
 
     model = f"zoo:{name}"
     rows = []
@@ -86,7 +86,7 @@ def cross_model_run(source: str, dest: str, budget: int, work: Path, settings, h
     """Tune ``dest`` with ``budget`` trials twice: into a fresh database, and into a copy of the
     database ``source`` was tuned into (its largest budget) in this run. Both are compiled with
     --tuned and profiled next to onnxruntime."""
-    from edgecc.tuning.metaschedule import tune_model
+    from edgecc.backends.tvm.tune import tune_model
 
     src_dbs = sorted((work / source).glob("db-*"), key=lambda d: int(d.name[3:]))
     if not src_dbs:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,15 +19,13 @@ from .backends import get_backend, registry
 from .compare import CompareRequest, input_shapes_arg, resolve_target, run_compare
 from .compare.request import ShapeArg
 from .data import DataSpec, load_dataset
-from .errors import BackendUnavailable, BadInputError, EdgeccError
+from .errors import BadInputError, EdgeccError
 from .evaluation import EvalResult
 from .graph.analysis import ModelAnalysis, analyze
 from .graph.io import PreparedModel, prepare_model, save_model
 from .graph.quantize import QuantizeResult, QuantizeSettings, calibration_spec, check_settings
 from .graph.steps import GraphRecipe, apply_recipe
-from .isolation import default_memory_limit, run_isolated
-from .pipeline import build_artifact, check_request, profile_artifact, row_from_outcome
-from .profiling.inputs import load_inputs
+from .pipeline import build_artifact, check_request
 from .profiling.timing import ProfileSettings
 from .report.schema import CompareReport, ResultRow
 from .targets import Target
@@ -74,16 +73,6 @@ def compile(
     )
 
 
-def _profile_job(path: str, settings: ProfileSettings, inputs: str | None, device: str | None = None) -> ResultRow:
-    artifact = load_artifact(path)
-    backend = get_backend(artifact.manifest.backend)
-    feeds = load_inputs(inputs, artifact.inputs) if inputs else None
-    return profile_artifact(
-        artifact, backend, warmup=settings.warmup, runs=settings.runs, min_time_s=settings.min_time_s,
-        layer_runs=settings.layer_runs, feeds=feeds, device=device,
-    )
-
-
 def profile(
     artifact_dir: str | os.PathLike[str],
     settings: ProfileSettings = ProfileSettings(),
@@ -98,23 +87,15 @@ def profile(
     checked against the reference stored at compile time. With ``inputs`` (.npz), those are used and
     the row is not verified. ``isolate`` runs it in a child process, so a crash becomes a failed row;
     it is stopped after ``timeout_s`` or past ``memory_limit`` bytes (default: 75% of this machine's memory).
-    ``device`` runs it on a remote board instead (rpc://HOST:PORT or rpc://TRACKER:PORT/KEY, TVM artifacts)."""
-    artifact = load_artifact(artifact_dir)  # checksums are checked here, before any work
-    backend = get_backend(artifact.manifest.backend)
-    backend.require()
-    if device is not None and device != "local":
-        from .remote.rpc import parse_device
+    ``device`` runs it elsewhere: ssh://user@host[:port] (edgecc installed there) or rpc://HOST:PORT[/KEY]
+    (TVM artifacts on a TVM RPC server or tracker); edgecc.remote.run decides how."""
+    from .remote.device import parse_device
+    from .remote.run import PROFILE_DEVICES, profile_on
 
-        parse_device(device)  # a malformed address is the user's input error: report it before any work
-    if not isolate:
-        return _profile_job(str(artifact.path), settings, inputs, device)
-    outcome = run_isolated(
-        _profile_job, str(artifact.path), settings, inputs, device, timeout_s=timeout_s,
-        memory_limit=memory_limit or default_memory_limit(),
+    return profile_on(
+        parse_device(device, PROFILE_DEVICES), artifact_dir, settings, inputs=inputs, isolate=isolate,
+        timeout_s=timeout_s, memory_limit=memory_limit,
     )
-    if outcome.kind == "error" and outcome.exit_code in (2, 3):
-        raise (BackendUnavailable if outcome.exit_code == 3 else BadInputError)(outcome.message)
-    return row_from_outcome(outcome, artifact.manifest.backend, artifact.manifest.precision)
 
 
 def compare(
@@ -339,3 +320,45 @@ def lowrank(
     from .graph.lowrank import factorize_model
 
     return transform.rewrite(model, output, input_shapes_arg(input_shapes), lambda m: factorize_model(m, energy))
+
+
+def tune(
+    model: str | os.PathLike[str],
+    target: str | Target,
+    *,
+    trials: int = 256,
+    time_budget_s: float | None = None,
+    db: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    input_shapes: ShapeArg = None,
+    targets_file: str | os.PathLike[str] | None = None,
+    backend: str = "tvm",
+    on_progress: Callable[[object], None] | None = None,
+):
+    """Tune ``model``'s kernels for ``target`` with the backend's tuner (TVM: MetaSchedule) into its lasting
+    database under ``db`` (default: the user cache), then ``compile(..., options={"tuned": True})`` applies it.
+
+    At most ``trials`` measured candidates and ``time_budget_s`` seconds; tasks the database holds cost
+    nothing. Candidates are measured here, or with ``device`` rpc://TRACKER:PORT/KEY on the boards behind a
+    TVM RPC tracker. ``on_progress`` receives the tuner's events (TVM: TunePlanned, then a TuneEvent per
+    measured batch). Returns the tuner's report (``to_json()`` is ``edgecc tune --json``'s output).
+    """
+    from .backends.base import TuneRequest
+    from .errors import UnsupportedError
+    from .remote.device import RpcDevice, parse_device
+    from .remote.run import TUNE_DEVICES
+
+    tgt = resolve_target(target, targets_file)
+    be = get_backend(backend)
+    why = be.target_support(tgt)
+    if why is not None:
+        raise BadInputError(why)
+    be.require()
+    tuner = be.tuner()
+    if tuner is None:
+        raise UnsupportedError(f"backend {be.name} does not tune; backends that tune: "
+                               + ", ".join(n for n in registry.names() if get_backend(n).tuner() is not None))
+    where = parse_device(device, TUNE_DEVICES)
+    prepared = prepare_model(model, input_shapes_arg(input_shapes))
+    request = TuneRequest(trials, time_budget_s, db, where if isinstance(where, RpcDevice) else None, on_progress)
+    return tuner.tune(prepared, tgt, request)

@@ -12,12 +12,13 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from .artifact import REFERENCE, Artifact, Manifest, ModelInfo, TensorSpecModel, common_versions, write_artifact
-from .backends import Backend
+from .backends import Backend, Runner
 from .data import RANDOM_WARNING, DataSpec, load_dataset
 from .errors import BadInputError, UnsupportedError
 from .graph.analysis import analyze
@@ -171,13 +172,14 @@ def profile_artifact(
     min_time_s: float = 1.0,
     layer_runs: int = 10,
     feeds: dict[str, np.ndarray] | None = None,
-    device: str | None = None,
+    open_runner: Callable[[], Runner] | None = None,
 ) -> ResultRow:
     """Run ``artifact`` here: verify against its reference, time it, profile per layer.
 
     ``feeds`` replaces the stored reference inputs; outputs are then verified only if a reference
-    for exactly those inputs is not available (the row says ``verified: null``). ``device`` (e.g.
-    rpc://host:port) runs it there instead of here, without per-layer times.
+    for exactly those inputs is not available (the row says ``verified: null``). ``open_runner`` opens
+    a runner elsewhere instead (edgecc.remote.run passes the backend's runner on a board), measured
+    without per-layer times.
     """
     backend.require()
     manifest = artifact.manifest
@@ -188,8 +190,8 @@ def profile_artifact(
             feeds = make_inputs(None, artifact.inputs)
         else:
             feeds, expected = ref
-    remote = device is not None and device != "local"
-    opened = backend.open_remote_runner(artifact, device) if remote else backend.open_runner(artifact)  # type: ignore[arg-type]
+    remote = open_runner is not None
+    opened = open_runner() if open_runner is not None else backend.open_runner(artifact)
     with opened as runner:
         outputs = runner.run(feeds)
         samples = measure(lambda: runner.run(feeds), warmup=warmup, runs=runs, min_time_s=min_time_s)

@@ -1,13 +1,17 @@
-"""The parts every backend is made of: a description (Backend), a Compiler and a Runner.
+"""The parts every backend is made of: a description (Backend), a Compiler and a Runner, and a Tuner
+where the backend tunes.
 
 A Backend says whether it is available here and why not, which precisions it serves on a target and
 which ops it supports. Its Compiler turns a prepared model into files in an artifact directory; its
-Runner opens an artifact and runs it. Nothing here imports a backend's library.
+Runner opens an artifact and runs it; its Tuner (optional) measures kernels for a model into a lasting
+database the Compiler applies. Nothing here imports a backend's library.
 """
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
@@ -20,6 +24,7 @@ from ..errors import BackendUnavailable, BadInputError, UnsupportedError
 if TYPE_CHECKING:
     from ..artifact import Artifact
     from ..graph.io import PreparedModel, TensorSpec
+    from ..remote.device import RpcDevice
     from ..targets import Target
 
 Precision = Literal["fp32", "bf16", "fp16", "int8"]
@@ -114,6 +119,35 @@ class Runner(ABC):
         return None
 
 
+@dataclass(frozen=True)
+class TuneRequest:
+    """A tuning budget and where it is measured: at most ``trials`` measured candidates and ``time_budget_s``
+    seconds; records kept under ``db_dir`` (None: the backend's default); candidates measured on the boards
+    behind ``device`` (None: here). ``on_progress`` receives the backend's progress events."""
+
+    trials: int
+    time_budget_s: float | None = None
+    db_dir: str | os.PathLike[str] | None = None
+    device: RpcDevice | None = None
+    on_progress: Callable[[object], None] | None = None
+
+
+class TuneReport(ABC):
+    """What a tuning run did."""
+
+    @abstractmethod
+    def to_json(self) -> dict[str, object]:
+        """The report as JSON data (what ``edgecc tune --json`` writes)."""
+
+
+class Tuner(ABC):
+    """A backend's third part, where it tunes: measures candidate kernels of a model for a target and keeps
+    what it learnt in a lasting database, which its Compiler applies. Ctrl-C stops a run and keeps records."""
+
+    @abstractmethod
+    def tune(self, model: PreparedModel, target: Target, request: TuneRequest) -> TuneReport: ...
+
+
 class Backend(ABC):
     """A backend's description: identity, availability, capability; and its compiler and runner."""
 
@@ -198,9 +232,14 @@ class Backend(ABC):
     def open_runner(self, artifact: Artifact, *, profile_layers: bool = False) -> Runner:
         """Open ``artifact`` for running here; with ``profile_layers`` the runner records per-layer times."""
 
-    def open_remote_runner(self, artifact: Artifact, device: str, *, timeout_s: float = 1800.0) -> Runner:
-        """Open ``artifact`` on the remote ``device`` (e.g. rpc://host:port); backends that can override this."""
-        raise UnsupportedError(f"backend {self.name} does not run artifacts on remote devices ({device})")
+    def open_rpc_runner(self, artifact: Artifact, device: RpcDevice, *, timeout_s: float = 1800.0) -> Runner:
+        """Open ``artifact`` on the board behind ``device`` (a TVM RPC server or tracker); backends whose
+        artifacts run through a remote runtime override this. edgecc.remote.run decides when it is used."""
+        raise UnsupportedError(f"backend {self.name} does not run artifacts on remote devices ({device.url})")
+
+    def tuner(self) -> Tuner | None:
+        """This backend's tune part; None when it does not tune."""
+        return None
 
 
 def local_threads(target_cores: int) -> int:

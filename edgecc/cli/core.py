@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from .. import api
 from ..atomic import write_atomic
-from ..errors import EXIT_BUG, EXIT_VERIFICATION, BadInputError
+from ..errors import EXIT_BUG, EXIT_VERIFICATION
 from . import int8_options as q
 from .options import DataOptions, data_options, graph_steps
 from .common import (
@@ -166,20 +166,10 @@ def profile(
     device: DeviceOpt = None,
 ) -> None:
     """Run a compiled artifact again (no recompiling): latency, per-layer times, outputs vs the reference."""
-    from ..remote import is_remote
-
-    if is_remote(device):
-        from ..remote.board import profile_on_device
-        from ..remote.ssh import parse_device
-
-        if inputs is not None:
-            raise BadInputError("--inputs is not supported with a remote --device yet")
-        row = profile_on_device(parse_device(device), artifact_dir, profile_settings(warmup, runs, min_time, layer_runs))
-    else:
-        row = api.profile(
-            artifact_dir, profile_settings(warmup, runs, min_time, layer_runs), inputs=str(inputs) if inputs else None,
-            memory_limit=gib_bytes(memory_limit), device=device,
-        )
+    row = api.profile(
+        artifact_dir, profile_settings(warmup, runs, min_time, layer_runs), inputs=str(inputs) if inputs else None,
+        memory_limit=gib_bytes(memory_limit), device=device,
+    )
     write_json(json_out, row.model_dump(mode="json", exclude={"speedup"}))
     if json_out is None or str(json_out) != "-":
         from ..report.table import layer_table, profile_table
@@ -224,23 +214,17 @@ def compare(
     """Compile and profile MODEL with each backend x precision on TARGET, against the onnxruntime FP32 baseline."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from ..remote import is_remote
+    from ..remote.device import LocalDevice, parse_device
+    from ..remote.run import COMPARE_DEVICES, compare_remote
 
     quiet = json_out is not None and str(json_out) == "-"
-    if is_remote(device):
-        from ..remote.board import compare_on_device
-
-        if option or vary:
-            raise BadInputError("--option and --vary are not supported with an ssh:// --device yet: compare on the board "
-                                "without them, or run edgecc compare on the board itself")
-        from ..remote.ssh import parse_device
-
-        dev = parse_device(device)
+    dev = parse_device(device, COMPARE_DEVICES)
+    if not isinstance(dev, LocalDevice):
         with err.status(f"comparing on {dev.where}", spinner="dots") if not quiet else _nothing():
-            report = compare_on_device(
+            report = compare_remote(
                 dev, model, target, backends=split_list(backends), precisions=split_list(precisions),
                 input_shapes=input_shape, settings=profile_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout,
-                artifacts_dir=artifacts_dir, targets_file=targets_file,
+                artifacts_dir=artifacts_dir, targets_file=targets_file, with_options=bool(option or vary),
             )
         _show_compare(report, json_out, html_out, quiet)
         return

@@ -53,32 +53,20 @@ def tune(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .. import api
-    from ..backends import get_backend
-    from ..compare import input_shapes_arg
-    from ..graph.io import prepare_model
-    from ..remote.rpc import parse_device
-    from ..tuning.metaschedule import tune_model
+    from ..backends.tvm.tune import TunePlanned
 
     budget_s = parse_duration(time_budget)
-    tgt = api.resolve_target(target, targets_file)
-    backend = get_backend("tvm")
-    why = backend.target_support(tgt)
-    if why is not None:
-        raise BadInputError(why)
-    backend.require()
-    rpc = parse_device(device) if device else None
-    prepared = prepare_model(model, input_shapes_arg(input_shape))
     quiet = json_out is not None and str(json_out) == "-"
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, disable=quiet) as progress:
         bar = progress.add_task("extracting tasks", total=max(trials, 1))
 
-        def on_plan(plans):
-            pending = sum(1 for p in plans if p.trials > 0)
-            known = sum(1 for p in plans if p.status == "in-database")
-            err.print(f"{len(plans)} tasks: {known} already in the database, {pending} to tune", highlight=False)
-
-        def on_event(ev):
+        def on_progress(ev):
+            if isinstance(ev, TunePlanned):
+                pending = sum(1 for p in ev.tasks if p.trials > 0)
+                known = sum(1 for p in ev.tasks if p.status == "in-database")
+                err.print(f"{len(ev.tasks)} tasks: {known} already in the database, {pending} to tune", highlight=False)
+                return
             best = f"best {ev.task_best_ms:.3f} ms" if ev.task_best_ms is not None else "no valid measurement yet"
             left = f", {max(0.0, ev.time_budget_s - ev.elapsed_s) / 60:.1f} min left" if ev.time_budget_s else ""
             line = f"task {ev.task_index + 1}/{ev.tasks} {ev.task}: {best}{left}"
@@ -87,22 +75,14 @@ def tune(
                 err.print(f"{line}; trials {ev.trials_spent}/{ev.trials_budget}, {ev.elapsed_s:.0f} s",
                           highlight=False, markup=False)
 
-        result = tune_model(prepared, tgt, trials=trials, time_budget_s=budget_s, db_dir=db, rpc=rpc,
-                            on_event=on_event, on_plan=on_plan)
-    data = {
-        "model": prepared.source, "target": tgt.name, "database": result.database, "fingerprint": result.fingerprint,
-        "trials_budget": result.trials_budget, "trials_spent": result.trials_spent, "records_added": result.records_added,
-        "elapsed_s": round(result.elapsed_s, 2), "stopped": result.stopped,
-        "tasks": [{"name": t.name, "weight": t.weight, "share": round(t.share, 4), "trials": t.trials,
-                   "trials_spent": t.trials_spent, "status": t.status, "best_ms": t.best_ms, "error": t.error}
-                  for t in result.tasks],
-    }
-    write_json(json_out, data)
+        result = api.tune(model, target, trials=trials, time_budget_s=budget_s, db=db, device=device,
+                          input_shapes=input_shape, targets_file=targets_file, on_progress=on_progress)
+    write_json(json_out, result.to_json())
     if quiet:
         return
     reasons = {"done": "done", "trials": "trial budget spent", "time": "time budget reached", "interrupted": "interrupted; records kept"}
     out.print(
-        f"tuned {prepared.source} for {tgt.name}: {result.trials_spent} trials in {result.elapsed_s:.0f} s "
+        f"tuned {result.model} for {result.target}: {result.trials_spent} trials in {result.elapsed_s:.0f} s "
         f"({reasons[result.stopped]}); {result.tasks_in_database} of {len(result.tasks)} tasks were already in the "
         f"database; {result.records_added} records added -> {result.database}", highlight=False, markup=False,
     )
@@ -117,7 +97,7 @@ def tune(
 @handle_errors
 def db_list(db: DbOpt = None, json_out: JsonOpt = None) -> None:
     """Each target fingerprint in the database: target, TVM version, workloads, records."""
-    from ..tuning.database import list_databases
+    from ..backends.tvm.database import list_databases
 
     rows = [d.summary() for d in list_databases(db)]
     write_json(json_out, [r.__dict__ for r in rows])
@@ -145,7 +125,7 @@ def db_export(
     db: DbOpt = None,
 ) -> None:
     """Write the database (or one fingerprint) to an archive another machine can import."""
-    from ..tuning.database import export_databases, list_databases
+    from ..backends.tvm.database import export_databases, list_databases
 
     dbs = list_databases(db)
     if fingerprint:
@@ -160,7 +140,7 @@ def db_export(
 @handle_errors
 def db_import(archive: Annotated[Path, typer.Argument(help="an archive made by tuning-db export")], db: DbOpt = None) -> None:
     """Merge an exported database into this one (records already present are not duplicated)."""
-    from ..tuning.database import import_databases
+    from ..backends.tvm.database import import_databases
 
     for fp, added in import_databases(archive, db):
         out.print(f"{fp}: {added} records added", highlight=False, markup=False)
@@ -170,7 +150,7 @@ def db_import(archive: Annotated[Path, typer.Argument(help="an archive made by t
 @handle_errors
 def db_prune(db: DbOpt = None) -> None:
     """Keep only the best valid record per workload (drops failed measurements and slower candidates)."""
-    from ..tuning.database import list_databases
+    from ..backends.tvm.database import list_databases
 
     dbs = list_databases(db)
     if not dbs:

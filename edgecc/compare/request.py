@@ -10,7 +10,7 @@ from pathlib import Path
 from ..backends import PRECISIONS
 from ..data import RANDOM_WARNING, DataSpec
 from ..errors import BadInputError, UnknownNameError
-from ..graph.io import parse_input_shapes
+from ..graph.io import input_shapes_arg
 from ..graph.quantize import QuantizeSettings, RandomCalibrationWarning, calibration_spec, check_settings
 from ..graph.steps import STEPS, GraphRecipe
 from ..profiling.timing import ProfileSettings
@@ -33,13 +33,6 @@ def resolve_target(
         host_peak_gflops(again=True)  # 1 s; keeps the best measurement so far
         detect_host.cache_clear()
     return load_registry(targets_file).get(target)
-
-
-def input_shapes_arg(shapes: ShapeArg) -> dict[str, tuple[int, ...]]:
-    """``--input-shape`` values (``NAME:D0,D1``) or a ready dict, as a dict."""
-    if shapes is None or isinstance(shapes, dict):
-        return dict(shapes or {})
-    return parse_input_shapes(shapes)
 
 
 def data_arg(data: DataSpec | str | os.PathLike[str] | None) -> DataSpec | None:

@@ -85,6 +85,16 @@ def parse_input_shapes(specs: list[str] | tuple[str, ...] | None) -> dict[str, t
     return shapes
 
 
+def input_shapes_arg(
+    shapes: dict[str, tuple[int, ...]] | list[str] | tuple[str, ...] | None,
+) -> dict[str, tuple[int, ...]]:
+    """Input shapes as the API takes them: a {name: dims} dict as is, ``--input-shape`` values
+    (``NAME:D0,D1,...``, parse_input_shapes) parsed, None as no shapes."""
+    if shapes is None or isinstance(shapes, dict):
+        return dict(shapes or {})
+    return parse_input_shapes(shapes)
+
+
 def _split_specs(spec: str) -> list[str]:
     # Several shapes may be given in one flag separated by spaces or ';'.
     return [p for p in re.split(r"[;\s]+", spec) if p]

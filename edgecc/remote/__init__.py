@@ -1,9 +1,6 @@
-"""Where a compiled model runs when it is not this machine: a board reached over SSH, where edgecc
-itself runs (remote.ssh, remote.board), or over TVM RPC, where a TVM runtime serves (remote.rpc)."""
+"""Where a compiled model runs, decided in one place: this machine, a board reached over SSH where edgecc
+itself runs (ssh.py, board.py), or a board behind a TVM RPC server or tracker, through the backend's RPC
+runner (Backend.open_rpc_runner; TVM's is edgecc.backends.tvm.rpc).
 
-from __future__ import annotations
-
-
-def is_remote(device: str | None) -> bool:
-    """True for ssh://... : the whole job runs on the board. rpc:// devices are handled by the backend."""
-    return device is not None and device.startswith("ssh://")
+device.py parses ``--device`` into a typed device; run.py runs a profile (or a compare on a board) there.
+"""

@@ -17,7 +17,8 @@ from pathlib import Path, PurePosixPath
 from ..artifact import load_artifact
 from ..errors import BadInputError
 from ..report.schema import CompareReport, ResultRow
-from .ssh import SshDevice, open_session, remote_failure, remote_path, run_sync
+from .device import SshDevice
+from .ssh import open_session, remote_failure, remote_path, run_sync
 
 
 def _settings_args(settings) -> list[str]:  # noqa: ANN001 - api.ProfileSettings
@@ -33,15 +34,14 @@ def compare_on_device(
     backends: list[str] | None = None,
     precisions: list[str] | None = None,
     input_shapes: dict[str, tuple[int, ...]] | list[str] | None = None,
-    settings=None,  # noqa: ANN001 - api.ProfileSettings
+    settings,  # noqa: ANN001 - api.ProfileSettings
     timeout_s: float = 1800,
     artifacts_dir: str | os.PathLike[str] | None = None,
     targets_file: str | os.PathLike[str] | None = None,
 ) -> CompareReport:
     """``edgecc compare`` run on ``device``; the report's rows were measured there."""
-    from ..compare import input_shapes_arg
+    from ..graph.io import input_shapes_arg, prepare_model, save_model
     from ..profiling.timing import ProfileSettings
-    from ..graph.io import prepare_model, save_model
 
     settings = settings or ProfileSettings()
     prepared = prepare_model(model, input_shapes_arg(input_shapes))
@@ -89,7 +89,7 @@ def compare_on_device(
                                      "measured_on": f"{report.measured_on} (over SSH: {device.where})"})
 
 
-def profile_on_device(device: SshDevice, artifact_dir: str | os.PathLike[str], settings=None,  # noqa: ANN001
+def profile_on_device(device: SshDevice, artifact_dir: str | os.PathLike[str], settings,  # noqa: ANN001
                       *, timeout_s: float = 1800) -> ResultRow:
     """``edgecc profile`` of a local artifact, run on ``device`` (the artifact is copied there first)."""
     from ..profiling.timing import ProfileSettings

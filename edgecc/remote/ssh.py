@@ -16,17 +16,15 @@ errors: an unreachable host, a refused connection, a failed login or an unverifi
 from __future__ import annotations
 
 import asyncio
-import os
 import shlex
 import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import EXIT_BUG, BackendUnavailable, BadInputError, EdgeccError, VerificationError
+from .device import SshDevice
 
-DEFAULT_PORT = 22
 _ERRORS_BY_CODE = {2: BadInputError, 3: BackendUnavailable, 4: VerificationError}
 
 
@@ -34,67 +32,6 @@ class RemoteCommandFailed(EdgeccError):
     """The remote edgecc failed in a way that has no local equivalent (a crash, a bug)."""
 
     exit_code = EXIT_BUG
-
-
-@dataclass(frozen=True)
-class SshDevice:
-    """A machine reached over SSH, with how to run edgecc there."""
-
-    host: str
-    user: str | None = None
-    port: int = DEFAULT_PORT
-    python: str = "python3"
-    identity: tuple[str, ...] = ()
-    known_hosts: str | None = None
-    connect_timeout_s: float = 15.0
-    retries: int = 2
-    retry_delay_s: float = 0.5
-    keepalive_s: float = 30.0
-
-    @property
-    def where(self) -> str:
-        user = f"{self.user}@" if self.user else ""
-        port = f":{self.port}" if self.port != DEFAULT_PORT else ""
-        return f"{user}{self.host}{port}"
-
-
-_QUERY_KEYS = ("python", "identity", "known_hosts", "connect_timeout", "retries")
-
-
-def parse_device(url: str) -> SshDevice:
-    """``ssh://[user@]host[:port][?python=...&identity=...&known_hosts=...&connect_timeout=S&retries=N]``."""
-    parts = urlsplit(url)
-    if parts.scheme != "ssh" or not parts.hostname:
-        raise BadInputError(f"--device {url!r}: expected ssh://user@host[:port] (or 'local')")
-    try:
-        port = parts.port or DEFAULT_PORT
-    except ValueError:
-        raise BadInputError(f"--device {url!r}: the port is not a number from 1 to 65535") from None
-    if parts.path not in ("", "/"):
-        raise BadInputError(f"--device {url!r}: no path expected after the host; options go in ?python=...")
-    query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
-    unknown = sorted(set(query) - set(_QUERY_KEYS))
-    if unknown:
-        raise BadInputError(f"--device {url!r}: unknown option(s) {', '.join(unknown)}; known: {', '.join(_QUERY_KEYS)}")
-    one = {k: v[-1] for k, v in query.items()}
-    kwargs: dict[str, object] = {}
-    if "python" in one:
-        kwargs["python"] = one["python"]
-    if "identity" in one:
-        kwargs["identity"] = tuple(os.path.expanduser(p) for v in query["identity"] for p in v.split(",") if p)
-    if "known_hosts" in one:
-        kwargs["known_hosts"] = os.path.expanduser(one["known_hosts"])
-    try:
-        if "connect_timeout" in one:
-            kwargs["connect_timeout_s"] = float(one["connect_timeout"])
-        if "retries" in one:
-            kwargs["retries"] = int(one["retries"])
-    except ValueError:
-        raise BadInputError(f"--device {url!r}: connect_timeout and retries must be numbers") from None
-    if kwargs.get("connect_timeout_s", 1.0) <= 0 or kwargs.get("retries", 0) < 0:  # type: ignore[operator]
-        raise BadInputError(f"--device {url!r}: connect_timeout must be > 0 and retries >= 0")
-    user = unquote(parts.username) if parts.username else None
-    return SshDevice(host=parts.hostname, user=user, port=port, **kwargs)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

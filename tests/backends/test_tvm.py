@@ -148,7 +148,7 @@ def test_bad_rpc_address_exits_with_clear_message(host_artifact, device, code, w
 
 
 def test_plan_trials_follows_shares_and_budget():
-    from edgecc.tuning.metaschedule import MIN_TRIALS_PER_TASK, plan_trials
+    from edgecc.backends.tvm.tune import MIN_TRIALS_PER_TASK, plan_trials
 
     plan = plan_trials([0.7, 0.2, 0.1], 100)
     assert sum(plan) == 100 and plan[0] > plan[1] > plan[2] >= MIN_TRIALS_PER_TASK
@@ -167,7 +167,7 @@ def test_time_budget_parsing():
 
 
 def test_fingerprint_separates_targets_and_tvm_versions():
-    from edgecc.tuning.database import fingerprint
+    from edgecc.backends.tvm.database import fingerprint
 
     rpi4 = load_registry().get("raspberry-pi-4").tvm.to_tvm_dict()
     rpi5 = load_registry().get("raspberry-pi-5").tvm.to_tvm_dict()
@@ -179,7 +179,7 @@ def test_fingerprint_separates_targets_and_tvm_versions():
 @pytest.fixture(scope="module")
 def tuned_db(tinycnn, tmp_path_factory):
     """One real tuning run: 8 trials on tinycnn's largest task, into a fresh database."""
-    from edgecc.tuning.metaschedule import tune_model
+    from edgecc.backends.tvm.tune import tune_model
 
     db = tmp_path_factory.mktemp("tvm-db") / "db"
     result = tune_model(tinycnn, detect_host(), trials=8, db_dir=db)
@@ -187,7 +187,7 @@ def tuned_db(tinycnn, tmp_path_factory):
 
 
 def test_tune_spends_budget_and_stores_valid_records(tuned_db):
-    from edgecc.tuning.database import list_databases
+    from edgecc.backends.tvm.database import list_databases
 
     db, result = tuned_db
     assert result.trials_spent == 8 and result.stopped in ("done", "trials")
@@ -201,7 +201,7 @@ def test_tune_spends_budget_and_stores_valid_records(tuned_db):
 
 
 def test_retune_spends_zero_trials(tuned_db, tinycnn):
-    from edgecc.tuning.metaschedule import tune_model
+    from edgecc.backends.tvm.tune import tune_model
 
     db, first = tuned_db
     again = tune_model(tinycnn, detect_host(), trials=8, db_dir=db)
@@ -250,7 +250,7 @@ def test_db_export_import_roundtrip(tuned_db, tmp_path):
     other = tmp_path / "other-db"
     proc = cli("tuning-db", "import", str(archive), "--db", str(other), env=env)
     assert proc.returncode == 0, proc.stderr
-    from edgecc.tuning.database import list_databases
+    from edgecc.backends.tvm.database import list_databases
 
     src = {d.fingerprint: d.summary() for d in list_databases(db)}
     dst = {d.fingerprint: d.summary() for d in list_databases(other)}
@@ -293,7 +293,7 @@ def test_database_imported_from_another_model_is_used(backend, tuned_db, tinycnn
     """tinycnn's records, exported and imported into a fresh database, serve a different model that
     shares a workload: compile --tuned applies them with no tuning of its own, and tuning it spends
     no trials on the shared task (like ResNet-50 starting from ResNet-18's convolutions)."""
-    from edgecc.tuning.metaschedule import tune_model
+    from edgecc.backends.tvm.tune import tune_model
 
     db, first = tuned_db
     archive = tmp_path / "team.tar.gz"
@@ -352,7 +352,7 @@ def test_interrupted_tuning_keeps_records(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, "".join(seen) + rest
-    from edgecc.tuning.database import list_databases
+    from edgecc.backends.tvm.database import list_databases
 
     [stored] = list_databases(db)
     assert stored.summary().valid_records >= 1

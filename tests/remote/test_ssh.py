@@ -102,18 +102,18 @@ def edgecc(*args, timeout=240):
 
 def test_parse_device():
     from edgecc.errors import BadInputError
-    from edgecc.remote.ssh import parse_device
+    from edgecc.remote.device import parse_ssh_device
 
-    d = parse_device("ssh://nvidia@jetson.local:2222?python=/opt/venv/bin/python&identity=/k1,/k2&retries=4")
+    d = parse_ssh_device("ssh://nvidia@jetson.local:2222?python=/opt/venv/bin/python&identity=/k1,/k2&retries=4")
     assert (d.user, d.host, d.port, d.python, d.identity, d.retries) == (
         "nvidia", "jetson.local", 2222, "/opt/venv/bin/python", ("/k1", "/k2"), 4)
     assert d.where == "nvidia@jetson.local:2222"
-    assert parse_device("ssh://jetson").where == "jetson" and parse_device("ssh://jetson").port == 22
+    assert parse_ssh_device("ssh://jetson").where == "jetson" and parse_ssh_device("ssh://jetson").port == 22
     for bad, message in [("jetson", "expected ssh://user@host"), ("ssh://h:99999", "port is not a number"),
                          ("ssh://h/path", "no path expected"), ("ssh://h?pyton=x", r"unknown option\(s\) pyton"),
                          ("ssh://h?retries=x", "must be numbers"), ("ssh://h?connect_timeout=0", "must be > 0")]:
         with pytest.raises(BadInputError, match=message):
-            parse_device(bad)
+            parse_ssh_device(bad)
 
 
 def test_compare_on_the_device_brings_back_report_and_artifacts(sshd, tmp_path):
@@ -187,7 +187,8 @@ def test_missing_remote_python(sshd):
 
 def test_connection_refused_exit_3_after_retries():
     from edgecc.errors import BackendUnavailable
-    from edgecc.remote.ssh import SshDevice, connect, run_sync
+    from edgecc.remote.device import SshDevice
+    from edgecc.remote.ssh import connect, run_sync
 
     port = free_port()  # nothing listens here
     t0 = time.monotonic()
@@ -214,7 +215,8 @@ def test_unknown_host_key_is_refused(sshd):
 
 def test_a_server_that_never_answers_times_out():
     from edgecc.errors import BackendUnavailable
-    from edgecc.remote.ssh import SshDevice, connect, run_sync
+    from edgecc.remote.device import SshDevice
+    from edgecc.remote.ssh import connect, run_sync
 
     with socket.socket() as silent:  # accepts TCP connections (backlog) but never speaks SSH
         silent.bind(("127.0.0.1", 0))
@@ -226,9 +228,10 @@ def test_a_server_that_never_answers_times_out():
 
 def test_remote_command_timeout_is_clear(sshd):
     from edgecc.errors import BackendUnavailable
-    from edgecc.remote.ssh import open_session, parse_device, run_sync
+    from edgecc.remote.device import parse_ssh_device
+    from edgecc.remote.ssh import open_session, run_sync
 
-    device = parse_device(url(sshd))
+    device = parse_ssh_device(url(sshd))
 
     async def job():
         async with open_session(device) as s:

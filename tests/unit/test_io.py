@@ -144,3 +144,13 @@ def test_zoo_defaults_and_override():
     assert {s.name: s.shape for s in bert.outputs} == {"last_hidden_state": (2, 16, 128), "pooler_output": (2, 128)}
     with pytest.raises(UnknownNameError, match="did you mean resnet50"):
         prepare_model("zoo:resnet5")
+
+
+def test_input_shapes_arg_takes_dicts_flags_and_none():
+    from edgecc.graph.io import input_shapes_arg
+
+    assert input_shapes_arg(None) == {}
+    assert input_shapes_arg({"x": (1, 3)}) == {"x": (1, 3)}
+    assert input_shapes_arg(["x:1,3,224,224", "ids:2,7"]) == {"x": (1, 3, 224, 224), "ids": (2, 7)}
+    with pytest.raises(BadInputError, match="positive integer"):
+        input_shapes_arg(["x:0,3"])

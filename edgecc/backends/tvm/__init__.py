@@ -1,46 +1,31 @@
 """Apache TVM: the Relax ONNX frontend, llvm code for x86 and aarch64 (cross-compiled here), schedules
 from a MetaSchedule tuning database, run through the Relax VM locally or on a board over TVM RPC.
 
+TVM in one place: options.py (the options model), library.py (the shared library: file, linker, loading,
+outputs), lowering.py (ONNX -> Relax -> executable), compile.py (the Compiler), run.py (the Runner here),
+rpc.py (the Runner on a board over TVM RPC), tune.py (the Tuner: MetaSchedule) and database.py (the
+lasting tuning database). Imports go one way: options and library at the bottom; lowering, database,
+run and rpc on them; tune on those; compile on tune; this module on top (scripts/import_cycles.py).
+
 ``tvm`` is imported inside functions only, so that this module imports without it and the backend
 reports itself unavailable with the install command.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from ..base import Availability, Backend, BackendOptions, Compiler, Runner, op_id
+from ..base import Availability, Backend, Compiler, Runner, Tuner, op_id
+from .options import TvmOptions
 
 if TYPE_CHECKING:
     from ...artifact import Artifact
     from ...graph.io import PreparedModel
+    from ...remote.device import RpcDevice
     from ...targets import Target
 
 # Ops the frontend handles outside its converter table.
 _DIRECT_OPS = frozenset({"If", "Constant"})
-
-
-class TvmOptions(BackendOptions):
-    schedule: Literal["auto", "measured", "sampled", "naive"] = Field(
-        "auto",
-        description="schedule for functions the database does not cover: 'measured' times a few schedules drawn "
-        "from MetaSchedule's default rules and the plain loops here, keeping the fastest (this machine's "
-        "architecture only); 'sampled' keeps the first draw, unmeasured; 'naive' keeps TVM's plain loops; "
-        "'auto' (default): measured when the target is this machine's architecture, else sampled",
-    )
-    tuned: bool = Field(False, description="apply the tuning database's records for this target (edgecc tune)")
-    trials: int = Field(
-        0, ge=0, description="tune this many MetaSchedule trials into the database first, as edgecc tune does (tasks "
-        "the database holds cost nothing), then compile with its records; 0 (default): no tuning. Lets compare and "
-        "search try trial budgets: --vary tvm.trials=0,64,256",
-    )
-    db: str | None = Field(None, description="tuning database directory; default: the user cache (tvm/tuning)")
-    num_threads: int | None = Field(
-        None, ge=1, description="runtime threads; default: the target's cores, capped at this machine's when run"
-    )
 
 
 class TvmBackend(Backend):
@@ -98,32 +83,17 @@ class TvmBackend(Backend):
 
         return TvmRunner(artifact, profile_layers=profile_layers)
 
-    def open_remote_runner(self, artifact: Artifact, device: str, *, timeout_s: float = 1800.0) -> Runner:
+    def open_rpc_runner(self, artifact: Artifact, device: RpcDevice, *, timeout_s: float = 1800.0) -> Runner:
         """Run ``artifact`` on the board at ``device`` (rpc://host:port[/key]) over TVM RPC; the session
         ends after ``timeout_s``."""
-        from ...remote.rpc import RpcRunner
+        from .rpc import RpcRunner
 
         return RpcRunner(artifact, device, timeout_s=timeout_s)
 
+    def tuner(self) -> Tuner:
+        from .tune import TvmTuner
 
-def library_path(artifact_dir: Path) -> Path:
-    from .compile import LIBRARY_FILE
-
-    return artifact_dir / LIBRARY_FILE
-
-
-def check_local_arch(artifact: Artifact) -> None:
-    """Refuse to load an artifact built for another CPU architecture than this machine's."""
-    from ...errors import BackendUnavailable
-    from ...targets.host import detect_host
-
-    built = artifact.manifest.target.arch
-    here = detect_host().arch
-    if built != here:
-        raise BackendUnavailable(
-            f"{artifact.path}: this artifact is {built} code for {artifact.manifest.target.name} and cannot run on this "
-            f"{here} machine; run it on the board with --device rpc://HOST:PORT (a TVM RPC server on the board)"
-        )
+        return TvmTuner()
 
 
-__all__ = ["TvmBackend", "TvmOptions", "check_local_arch"]
+__all__ = ["TvmBackend", "TvmOptions"]

@@ -3,51 +3,17 @@ CPU. aarch64 targets are cross-compiled here with Debian's g++-aarch64-linux-gnu
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...errors import BackendUnavailable, BadInputError, UnsupportedError
+from ...errors import BadInputError, UnsupportedError
 from ..base import BackendOptions, CompileOutput, Compiler
+from .library import LIBRARY_FILE, linker_for, target_arch
+from .options import TvmOptions, resolve_options
 
 if TYPE_CHECKING:
     from ...graph.io import PreparedModel
     from ...targets import Target
-    from . import TvmOptions
-
-LIBRARY_FILE = "model.so"
-# The C++ compiler that links an exported library, per target triple prefix (arch).
-CROSS_COMPILERS = {"aarch64": "aarch64-linux-gnu-g++"}
-CROSS_COMPILER_PACKAGES = {"aarch64": "g++-aarch64-linux-gnu"}
-
-
-def target_arch(target: Target) -> str:
-    return target.tvm.mtriple.split("-", 1)[0] if target.tvm is not None else target.arch
-
-
-def linker_for(target: Target):
-    """The fcompile for export_library: None (the host's compiler) or the cross compiler for ``target``."""
-    import platform
-
-    arch = target_arch(target)
-    if arch == platform.machine():
-        return None
-    cxx = CROSS_COMPILERS.get(arch)
-    if cxx is None:
-        raise BackendUnavailable(f"no cross compiler known for {arch} (target {target.name})")
-    if shutil.which(cxx) is None:
-        raise BackendUnavailable(
-            f"cross-compiling for {target.name} ({arch}) needs {cxx}; install it with: "
-            f"apt-get install {CROSS_COMPILER_PACKAGES[arch]}"
-        )
-    from tvm.support.cc import cross_compiler
-
-    return cross_compiler(cxx)
-
-
-def resolve_options(options: TvmOptions, target: Target) -> TvmOptions:
-    """``options`` with the runtime threads taken from the target's cores where unset."""
-    return options.model_copy(update={"num_threads": options.num_threads or target.tvm.num_cores})  # type: ignore[union-attr]
 
 
 class TvmCompiler(Compiler):
@@ -55,7 +21,7 @@ class TvmCompiler(Compiler):
         self, model: PreparedModel, target: Target, precision: str, options: BackendOptions, out_dir: Path
     ) -> CompileOutput:
         from . import lowering
-        from ...tuning.database import TuningDatabase
+        from .database import TuningDatabase
 
         opts: TvmOptions = options  # type: ignore[assignment]
         fcompile = linker_for(target)  # fail before the (long) build when the linker is missing
@@ -72,7 +38,7 @@ class TvmCompiler(Compiler):
         notes: list[str] = []
         database = None
         if opts.trials:
-            from ...tuning.metaschedule import tune_model
+            from .tune import tune_model
 
             tuned = tune_model(model, target, trials=opts.trials, db_dir=opts.db)
             notes.append(f"tuned here: {tuned.trials_spent} of {opts.trials} trials in {tuned.elapsed_s:.0f} s "

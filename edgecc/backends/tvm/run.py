@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..base import LayerTime, Runner, local_threads
-from . import check_local_arch
-from .compile import LIBRARY_FILE
+from .library import LIBRARY_FILE, check_local_arch, outputs_by_name, set_runtime_threads
 
 if TYPE_CHECKING:
     from ...artifact import Artifact
-
-THREADS_ENV = "TVM_NUM_THREADS"
-
-
-def set_runtime_threads(threads: int) -> None:
-    """TVM's thread pool reads TVM_NUM_THREADS when it starts; without it, it uses half the hardware
-    threads (1 on a 2-vCPU machine). Must happen before the first parallel function runs."""
-    os.environ[THREADS_ENV] = str(threads)
 
 
 class TvmRunner(Runner):
@@ -93,13 +83,3 @@ def _op_of(function_name: str) -> str:
     # TVM numbers same-named functions (conv2d, conv2d1, ...); conv1d/2d/3d end in a digit themselves.
     m = re.match(r"^(conv[123]d(?:_transpose)?|[a-z_]*[a-z])\d*$", parts[0])
     return m.group(1) if m else parts[0]
-
-
-def outputs_by_name(result: object, names: list[str]) -> dict[str, np.ndarray]:
-    """The VM's result (one tensor or a tuple of them) as numpy arrays by output name."""
-    items = list(result) if not hasattr(result, "numpy") else [result]  # type: ignore[call-overload]
-    if len(items) != len(names):
-        from ...errors import ArtifactError
-
-        raise ArtifactError(f"the TVM module returned {len(items)} outputs, the artifact lists {len(names)}")
-    return {name: item.numpy() for name, item in zip(names, items)}  # type: ignore[attr-defined]

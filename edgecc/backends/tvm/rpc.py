@@ -7,51 +7,25 @@ the address and what to check, never a hang or a traceback.
 
 from __future__ import annotations
 
-import re
 import socket
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..backends.base import Runner
-from ..errors import BackendUnavailable, BadInputError
+from ...errors import BackendUnavailable
+from ..base import Runner
+from .library import LIBRARY_FILE, outputs_by_name
 
 if TYPE_CHECKING:
-    from ..artifact import Artifact
+    from ...artifact import Artifact
+    from ...remote.device import RpcDevice
 
-_ADDRESS = re.compile(r"^rpc://(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})(?:/(?P<key>[A-Za-z0-9_.:-]+))?/?$")
 CONNECT_TIMEOUT_S = 10.0
 # The server ends a session after this long; a profile of a slow model on a small board takes minutes.
 SESSION_TIMEOUT_S = 1800.0
 
 
-@dataclass(frozen=True)
-class RpcAddress:
-    host: str
-    port: int
-    key: str | None
-
-    @property
-    def url(self) -> str:
-        return f"rpc://{self.host}:{self.port}" + (f"/{self.key}" if self.key else "")
-
-
-def parse_device(device: str) -> RpcAddress:
-    """rpc://HOST:PORT (a server) or rpc://HOST:PORT/KEY (a tracker and the board's key)."""
-    m = _ADDRESS.match(device.strip())
-    if m is None:
-        raise BadInputError(
-            f"device '{device}' is not an RPC address; expected rpc://HOST:PORT (an RPC server) or "
-            "rpc://TRACKER:PORT/KEY (a board registered with a tracker)"
-        )
-    port = int(m["port"])
-    if not 0 < port < 65536:
-        raise BadInputError(f"device '{device}': port {port} is out of range")
-    return RpcAddress(m["host"].strip("[]"), port, m["key"])
-
-
-def probe(address: RpcAddress, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+def probe(address: RpcDevice, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     """Fail fast, with the reason, when nothing accepts connections at ``address``."""
     try:
         with socket.create_connection((address.host, address.port), timeout=timeout_s):
@@ -70,7 +44,7 @@ def probe(address: RpcAddress, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         ) from None
 
 
-def connect(address: RpcAddress, *, timeout_s: float = SESSION_TIMEOUT_S):
+def connect(address: RpcDevice, *, timeout_s: float = SESSION_TIMEOUT_S):
     """An RPC session with the board (through the tracker when the address has a key)."""
     from tvm import rpc
 
@@ -93,13 +67,11 @@ class RpcRunner(Runner):
     Latency measured through this runner includes sending inputs and fetching outputs over the network.
     """
 
-    def __init__(self, artifact: Artifact, device: str, *, timeout_s: float = SESSION_TIMEOUT_S):
+    def __init__(self, artifact: Artifact, device: RpcDevice, *, timeout_s: float = SESSION_TIMEOUT_S):
         super().__init__(artifact)
         from tvm import relax
 
-        from ..backends.tvm.compile import LIBRARY_FILE
-
-        self.address = parse_device(device)
+        self.address = device
         self._session = connect(self.address, timeout_s=timeout_s)
         try:
             self._session.upload(str(artifact.file(LIBRARY_FILE)), "edgecc_model.so")
@@ -115,8 +87,6 @@ class RpcRunner(Runner):
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import tvm
-
-        from ..backends.tvm.run import outputs_by_name
 
         try:
             args = [tvm.runtime.tensor(np.ascontiguousarray(feeds[s.name]), self._dev) for s in self.inputs]

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..cache import cache_dir
-from ..errors import BadInputError
+from ...cache import cache_dir
+from ...errors import BadInputError
 
 if TYPE_CHECKING:
-    from ..targets.models import TvmTargetSettings
+    from ...targets.models import TvmTargetSettings
 
 WORKLOADS = "database_workload.json"
 RECORDS = "database_tuning_record.json"
