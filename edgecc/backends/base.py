@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import BackendUnavailable, BadInputError, UnsupportedError
+from ..targets.host import local_threads  # noqa: F401  (a fact about this machine; runners import it from here)
 
 if TYPE_CHECKING:
     from ..artifact import Artifact
@@ -201,13 +202,6 @@ class Backend(ABC):
     def open_remote_runner(self, artifact: Artifact, device: str, *, timeout_s: float = 1800.0) -> Runner:
         """Open ``artifact`` on the remote ``device`` (e.g. rpc://host:port); backends that can override this."""
         raise UnsupportedError(f"backend {self.name} does not run artifacts on remote devices ({device})")
-
-
-def local_threads(target_cores: int) -> int:
-    """Threads for running here: the target's cores, never more than this process may use."""
-    from ..targets.host import available_cores
-
-    return max(1, min(target_cores, available_cores()))
 
 
 def op_id(domain: str, op_type: str) -> str:
