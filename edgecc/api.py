@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .artifact import Artifact, load_artifact
-from .backends import get_backend, registry
+from .backends import PRECISIONS, get_backend, registry
 from .data import RANDOM_WARNING, DataSpec, load_dataset
 from .errors import BackendUnavailable, BadInputError, EdgeccError, UnknownNameError
 from .evaluation import EvalResult
@@ -352,8 +352,8 @@ def compare(
     steps.check()
     tgt = resolve_target(target, targets_file, measure_host_peak=True)
     for p in precisions or []:
-        if p not in ("fp32", "bf16", "fp16", "int8"):
-            raise UnknownNameError(f"unknown precision '{p}'; known: fp32, bf16, fp16, int8")
+        if p not in PRECISIONS:
+            raise UnknownNameError(f"unknown precision '{p}'; known: {', '.join(PRECISIONS)}")
     if "int8" in (precisions or []) and calibration is None:
         raise BadInputError("int8 rows need calibration data: --calibration DATA, or --calibration random for latency only")
     if max_accuracy_drop is not None and (eval_data is None or max_accuracy_drop < 0):
@@ -499,8 +499,7 @@ def inspect(
         be = get_backend(name)
         a = be.availability()
         if not a.available:
-            estimator = getattr(be, "estimated_unsupported_ops", None)
-            ops, label = estimator(prepared) if estimator is not None else ([], None)
+            ops, label = be.estimated_unsupported_ops(prepared)
             support.append(BackendSupport(name, False, f"{a.reason}; install: {be.install_command}", ops, label))
             continue
         try:

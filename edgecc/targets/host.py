@@ -19,7 +19,7 @@ import time
 
 from ..atomic import write_atomic
 from ..cache import cache_dir
-from .models import CpuTarget, OnnxRuntimeSettings, OpenVinoSettings, TvmTargetSettings
+from .models import CpuTarget
 
 GEMM_N = 1024  # 2 GFLOP per product: long enough to saturate the FMA units, short enough to repeat
 # CPU flags that decide which kernels a backend can use; everything else in /proc/cpuinfo is noise here.
@@ -211,9 +211,8 @@ def detect_host() -> CpuTarget:
         peak_fp32_gflops=measured or estimate,
         peak_source=peak_source,
         memory_gib=round(memory / 2**30 if memory else 1.0, 1),
-        onnxruntime=OnnxRuntimeSettings(),
-        openvino=OpenVinoSettings() if arch == "x86_64" else None,
-        tvm=TvmTargetSettings(
-            mtriple=f"{arch}-linux-gnu", mcpu=_llvm_mcpu(isa, vendor_amd, arch), num_cores=cores
-        ),
+        # the backends' tables, validated with their settings models (edgecc.targets.settings)
+        onnxruntime={},
+        openvino={} if arch == "x86_64" else None,
+        tvm={"mtriple": f"{arch}-linux-gnu", "mcpu": _llvm_mcpu(isa, vendor_amd, arch), "num_cores": cores},
     )

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from ..base import Availability, Backend, BackendOptions, Compiler, Runner, op_id
+from .settings import TvmTargetSettings
 
 if TYPE_CHECKING:
     from ...artifact import Artifact
@@ -45,6 +46,7 @@ class TvmOptions(BackendOptions):
 
 class TvmBackend(Backend):
     name = "tvm"
+    settings_model = TvmTargetSettings
     description = "Apache TVM (Relax): llvm code for x86 and ARM CPUs, MetaSchedule auto-tuning, TVM RPC boards"
     extra = "tvm"
     options_model = TvmOptions
