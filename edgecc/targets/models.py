@@ -66,17 +66,23 @@ class _TargetBase(_Strict):
         try:
             target = handler(fields)
         except ValidationError as e:
-            # in the order of the written-out target: fields up to ``device``, the tables, the other fields
-            names = list(cls.model_fields)
-            at = names.index("device") + 0.5
-            place = {n: (i if i < at else i + len(data)) for i, n in enumerate(names)} | {n: at for n in data if n not in names}
-            both = sorted([*_nested(e), *errors], key=lambda d: place.get(str(d["loc"][0]), -1) if d["loc"] else -1)
+            both = sorted([*_nested(e), *errors], key=cls._written_order)  # the first error is the one reported
             raise ValidationError.from_exception_data(cls.__name__, both) from None
         if errors:
-            raise ValidationError.from_exception_data(cls.__name__, errors)
+            raise ValidationError.from_exception_data(cls.__name__, sorted(errors, key=cls._written_order))
         order = backend_settings.names()
         target._backend_settings = dict(sorted(tables.items(), key=lambda kv: order.index(kv[0])))
         return target
+
+    @classmethod
+    def _written_order(cls, error: InitErrorDetails) -> int:
+        """Where ``error``'s key is in a written-out target: fields up to ``device`` (0), the backend
+        tables (1), the other fields (2); unknown keys last (3), as pydantic reports them."""
+        names = list(cls.model_fields)
+        key = str(error["loc"][0]) if error["loc"] else names[0]
+        if key not in cls.model_fields:
+            return 3 if error["type"] == "extra_forbidden" and len(error["loc"]) == 1 else 1
+        return 0 if names.index(key) <= names.index("device") else 2
 
     @model_serializer(mode="wrap")
     def _write_tables(self, handler: Any, info: SerializationInfo) -> dict[str, Any]:
