@@ -9,7 +9,6 @@ row, so the machine's noise affects both sides alike. The raw reports go to resu
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 from datetime import datetime, timezone
 from pathlib import Path

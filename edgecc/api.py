@@ -146,8 +146,7 @@ def inspect(
         be = get_backend(name)
         a = be.availability()
         if not a.available:
-            estimator = getattr(be, "estimated_unsupported_ops", None)
-            ops, label = estimator(prepared) if estimator is not None else ([], None)
+            ops, label = be.estimated_unsupported_ops(prepared)
             support.append(BackendSupport(name, False, f"{a.reason}; install: {be.install_command}", ops, label))
             continue
         try:

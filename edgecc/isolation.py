@@ -64,9 +64,14 @@ def _stderr_fd() -> int | None:
 
 def default_memory_limit() -> int:
     """75% of this machine's memory: a runaway row is stopped before the kernel's OOM killer picks a victim."""
-    import psutil
+    from .targets.host import memory_bytes
 
-    return int(psutil.virtual_memory().total * 0.75)
+    total = memory_bytes()
+    if total is None:
+        import psutil
+
+        total = psutil.virtual_memory().total
+    return int(total * 0.75)
 
 
 def _tree_rss(proc: psutil.Process) -> int:

@@ -196,8 +196,8 @@ def profile_artifact(
         outputs = runner.run(feeds)
         samples = measure(lambda: runner.run(feeds), warmup=warmup, runs=runs, min_time_s=min_time_s)
         # Backends on an accelerator also time the model alone on the device (TensorRT: CUDA events).
-        device_timer = getattr(runner, "device_times_ms", None)
-        device = LatencyStats.from_samples(np.asarray(device_timer(feeds, warmup, len(samples)))) if device_timer else None
+        device_times = runner.device_times_ms(feeds, warmup, len(samples))
+        device = LatencyStats.from_samples(np.asarray(device_times)) if device_times is not None else None
     layers: list[LayerRow] = []
     if layer_runs > 0 and not remote:
         with backend.open_runner(artifact, profile_layers=True) as runner:

@@ -1,12 +1,14 @@
-"""Report import circles between edgecc's modules, read from the source (ast), nothing imported.
+#!/usr/bin/env python3
+"""Report import cycles between the modules of a package, read from the source (nothing is imported).
 
-Every import counts, wherever it is written (module level, inside a function, under TYPE_CHECKING): a
-lazy import still ties two modules together. ``--no-type-checking`` leaves out imports under
-``if TYPE_CHECKING:``. Exits 1 when a circle is found inside the packages named with ``--within``
-(default: anywhere in edgecc).
+Every import counts, also those inside functions (a lazy import only hides a circle, it does not remove
+it); imports under ``if TYPE_CHECKING:`` do not (they never run). ``from pkg import name`` is an edge to
+``pkg.name`` when that is a module, else to ``pkg``. A package's ``__init__`` is the module ``pkg``.
 
-    python scripts/import_cycles.py                               # every circle in edgecc
-    python scripts/import_cycles.py --within edgecc.backends.tvm  # circles among the TVM backend's modules
+    python scripts/import_cycles.py [edgecc] [--touching edgecc/targets edgecc/profiling ...]
+
+Prints one line per cycle (the modules of a strongly connected component, and one path around it) and
+exits 1 when there is any (or, with ``--touching``, any that includes one of those files or folders).
 """
 
 from __future__ import annotations
@@ -16,69 +18,77 @@ import ast
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _type_checking_lines(tree: ast.AST) -> set[int]:
-    lines: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for child in node.body:
-                lines.update(range(child.lineno, (child.end_lineno or child.lineno) + 1))
-    return lines
-
-
-def imports_of(path: Path, modules: set[str], type_checking: bool) -> set[str]:
-    """The edgecc modules ``path`` imports (a name imported from a package counts as its submodule when one exists)."""
-    name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    skip = set() if type_checking else _type_checking_lines(tree)
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if getattr(node, "lineno", None) in skip:
-            continue
-        if isinstance(node, ast.Import):
-            targets = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")
-                anchor = anchor[: len(anchor) - (node.level - 1)]
-                base = ".".join(anchor + ([base] if base else []))
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
-        else:
-            continue
-        for t in targets:
-            while t and t not in modules:  # `import edgecc.x.y` of a name inside a module
-                t = t.rpartition(".")[0]
-            if t and t != name:
-                found.add(t)
+def module_names(root: Path) -> dict[str, Path]:
+    """Dotted module name -> file, for every .py file under the package folder ``root``."""
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
     return found
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement in ``tree`` outside ``if TYPE_CHECKING:`` blocks."""
+    found: list[ast.Import | ast.ImportFrom] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        for child in ast.iter_child_nodes(node):
+            if isinstance(node, ast.If) and _is_type_checking(node.test) and child in node.body:
+                continue
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """Module -> the modules of the same package it imports."""
+    modules = module_names(root)
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for name, path in modules.items():
+        is_package = path.name == "__init__.py"
+        here = name.split(".") if is_package else name.split(".")[:-1]
+        for node in _imports(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                base = here[: len(here) - node.level + 1] if node.level else []
+                pkg = ".".join(base + ([node.module] if node.module else []))
+                targets = [f"{pkg}.{a.name}" if f"{pkg}.{a.name}" in modules else pkg for a in node.names]
+            for t in targets:
+                while t and t not in modules:  # `import a.b.c` where only a.b is ours, or an outside module
+                    t = t.rpartition(".")[0]
+                if t and t != name:
+                    graph[name].add(t)
+    return graph
+
+
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components with more than one module (Tarjan), each sorted."""
+    """Strongly connected components with more than one module (Tarjan's algorithm), each sorted."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
     on_stack: set[str] = set()
-    out: list[list[str]] = []
-    counter = [0]
+    found: list[list[str]] = []
 
-    def visit(v: str) -> None:
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
         stack.append(v)
         on_stack.add(v)
-        for w in sorted(graph.get(v, ())):
+        for w in sorted(graph[v]):
             if w not in index:
-                visit(w)
+                connect(w)
                 low[v] = min(low[v], low[w])
             elif w in on_stack:
                 low[v] = min(low[v], index[w])
@@ -91,33 +101,53 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
                 if w == v:
                     break
             if len(component) > 1:
-                out.append(sorted(component))
+                found.append(sorted(component))
 
-    sys.setrecursionlimit(10000)
+    sys.setrecursionlimit(max(10_000, sys.getrecursionlimit()))
     for v in sorted(graph):
         if v not in index:
-            visit(v)
-    return out
+            connect(v)
+    return sorted(found)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--within", default="edgecc", help="only modules under this package (default: edgecc)")
-    ap.add_argument("--no-type-checking", action="store_true", help="leave out imports under `if TYPE_CHECKING:`")
-    args = ap.parse_args()
-    files = sorted((ROOT / "edgecc").rglob("*.py"))
-    modules = {module_name(f) for f in files}
-    within = lambda m: m == args.within or m.startswith(args.within + ".")  # noqa: E731
-    graph = {module_name(f): {t for t in imports_of(f, modules, not args.no_type_checking) if within(t)}
-             for f in files if within(module_name(f))}
-    found = cycles(graph)
-    for component in found:
-        members = set(component)
-        edges = [f"{a} -> {b}" for a in component for b in sorted(graph[a] & members)]
-        print(f"circle of {len(component)} modules:\n  " + "\n  ".join(edges))
-    print(f"{len(graph)} modules under {args.within}, {sum(map(len, graph.values()))} imports, {len(found)} circle(s)")
-    return 1 if found else 0
+def path_around(graph: dict[str, set[str]], component: list[str]) -> list[str]:
+    """One import path from the component's first module back to itself, inside the component."""
+    members, start = set(component), component[0]
+    parents: dict[str, str] = {}
+    queue = [start]
+    while queue:
+        v = queue.pop(0)
+        for w in sorted(graph[v] & members):
+            if w == start:
+                path = [v]
+                while path[-1] != start:
+                    path.append(parents[path[-1]])
+                return [start, *reversed(path[:-1]), start] if len(path) > 1 else [start, v, start]
+            if w not in parents:
+                parents[w] = v
+                queue.append(w)
+    return component
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("package", nargs="?", default="edgecc", help="the package folder (default: edgecc)")
+    parser.add_argument("--touching", nargs="*", default=[], help="report only cycles through these files/folders")
+    args = parser.parse_args(argv)
+    root = Path(args.package).resolve()
+    graph = import_graph(root)
+    files = module_names(root)
+    wanted = [Path(p).resolve() for p in args.touching]
+    reported = 0
+    for component in cycles(graph):
+        if wanted and not any(files[m] == w or w in files[m].parents for m in component for w in wanted):
+            continue
+        reported += 1
+        print(f"cycle of {len(component)}: {' -> '.join(path_around(graph, component))}")
+        print(f"  modules: {', '.join(component)}")
+    print(f"{reported} import cycle(s)" + (f" through {', '.join(args.touching)}" if wanted else ""))
+    return 1 if reported else 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

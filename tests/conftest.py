@@ -42,26 +42,39 @@ def dynamic_mlp_path(tmp_path):
     return path
 
 
-@pytest.fixture
-def faulty_backend_installed(tmp_path, monkeypatch):
-    """Install tests/plugins/faulty_backend.py as a third-party backend through the entry-point
-    group, as a pip-installed package would (a .dist-info with entry_points.txt on sys.path).
-    Spawned children inherit sys.path, so they find it too."""
+def install_entry_point_backend(tmp_path, monkeypatch, name, obj):
+    """Install a backend of tests/plugins (``obj``: module:Class) through the ``edgecc.backends``
+    entry-point group, as a pip-installed package would (a .dist-info with entry_points.txt on sys.path).
+    Spawned children inherit sys.path, so they find it too. The registries are restored afterwards."""
     from pathlib import Path
 
     from edgecc.backends import registry
+    from edgecc.targets import backend_settings
 
-    site = tmp_path / "site"
-    dist = site / "edgecc_faulty-0.1.dist-info"
+    site = tmp_path / f"site-{name}"
+    dist = site / f"edgecc_{name}-0.1.dist-info"
     dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: edgecc-faulty\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[edgecc.backends]\nfaulty = faulty_backend:FaultyBackend\n")
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: edgecc-{name}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[edgecc.backends]\n{name} = {obj}\n")
     monkeypatch.syspath_prepend(str(Path(__file__).parent / "plugins"))
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setattr(registry, "_entry_points_loaded", False)
     monkeypatch.setattr(registry, "_factories", dict(registry._factories))
     monkeypatch.setattr(registry, "_instances", dict(registry._instances))
-    yield "faulty"
+    monkeypatch.setattr(backend_settings, "_models", dict(backend_settings._models))
+    return name
+
+
+@pytest.fixture
+def faulty_backend_installed(tmp_path, monkeypatch):
+    """tests/plugins/faulty_backend.py installed as a third-party backend (see install_entry_point_backend)."""
+    yield install_entry_point_backend(tmp_path, monkeypatch, "faulty", "faulty_backend:FaultyBackend")
+
+
+@pytest.fixture
+def board_backend_installed(tmp_path, monkeypatch):
+    """tests/plugins/board_backend.py, a third-party backend with its own target settings model, installed."""
+    yield install_entry_point_backend(tmp_path, monkeypatch, "board", "board_backend:BoardBackend")
 
 
 @pytest.fixture

@@ -5,6 +5,11 @@ A Backend says whether it is available here and why not, which precisions it ser
 which ops it supports. Its Compiler turns a prepared model into files in an artifact directory; its
 Runner opens an artifact and runs it; its Tuner (optional) measures kernels for a model into a lasting
 database the Compiler applies. Nothing here imports a backend's library.
+
+The contract is what these classes declare: abstract methods a backend must write, and optional hooks
+with a documented default that a backend overrides when it can do more (Backend.settings_model,
+target_support, calibrated_precisions, quantizes_itself, estimated_unsupported_ops, open_rpc_runner, tuner;
+Runner.close, layer_profile, device_times_ms). Callers call them directly; nothing probes with getattr.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import BackendUnavailable, BadInputError, UnsupportedError
+from ..targets.settings import BackendSettings
 
 if TYPE_CHECKING:
     from ..artifact import Artifact
@@ -28,7 +34,8 @@ if TYPE_CHECKING:
     from ..targets import Target
 
 Precision = Literal["fp32", "bf16", "fp16", "int8"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
+#: every precision edgecc knows, in the order it lists them (the one list; from ``Precision``)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 class BackendOptions(BaseModel):
@@ -118,6 +125,13 @@ class Runner(ABC):
         """Per-layer times averaged over ``runs`` runs, slowest first; None when the backend gives none."""
         return None
 
+    def device_times_ms(self, feeds: dict[str, np.ndarray], warmup: int, runs: int) -> list[float] | None:
+        """Per-run time of the model alone on an accelerator (ms), after ``warmup`` runs; one per run.
+
+        None by default: the backend has no device timer (CPU backends: the wall-clock time is the
+        device's). TensorRT overrides this with CUDA events."""
+        return None
+
 
 @dataclass(frozen=True)
 class TuneRequest:
@@ -156,6 +170,9 @@ class Backend(ABC):
     #: the pip extra that installs this backend's library, e.g. "openvino"
     extra: ClassVar[str | None] = None
     options_model: ClassVar[type[BackendOptions]] = BackendOptions
+    #: the model of a target's table for this backend (``[target.<name>]``); None: it takes no target settings.
+    #: The registry registers it with edgecc.targets.settings, so targets files are validated with it.
+    settings_model: ClassVar[type[BackendSettings] | None] = None
 
     @property
     def install_command(self) -> str:
@@ -175,12 +192,10 @@ class Backend(ABC):
     def target_support(self, target: Target) -> str | None:
         """None when this backend can build for ``target``, else the reason it cannot.
 
-        Built-in backends serve the targets that carry their settings; a third-party backend
-        overrides this with its own rule.
+        By default a backend with a ``settings_model`` serves the targets that carry its table, and one
+        without serves every target; a backend overrides this with its own rule.
         """
-        from ..targets import BACKEND_SETTINGS_FIELDS
-
-        if self.name in BACKEND_SETTINGS_FIELDS and target.settings_for(self.name) is None:
+        if self.settings_model is not None and target.settings_for(self.name) is None:
             return f"target {target.name} does not list backend {self.name}; its backends: {', '.join(target.backends())}"
         return None
 
@@ -213,6 +228,13 @@ class Backend(ABC):
     def unsupported_ops(self, model: PreparedModel) -> list[str]:
         """Op types in ``model`` this backend cannot run, as 'domain::Op' (or 'Op' for the default domain)."""
 
+    def estimated_unsupported_ops(self, model: PreparedModel) -> tuple[list[str], str | None]:
+        """What this backend can say about ``model``'s ops while it is unavailable here: the op types it
+        is expected not to run and a label saying it is an estimate (and from what).
+
+        By default nothing: ([], None). A backend with a static capability table (TensorRT) overrides it."""
+        return [], None
+
     def parse_options(self, options: dict[str, object] | BackendOptions | None) -> BackendOptions:
         """Validate user options into this backend's options model (the boundary check)."""
         from pydantic import ValidationError
@@ -240,13 +262,6 @@ class Backend(ABC):
     def tuner(self) -> Tuner | None:
         """This backend's tune part; None when it does not tune."""
         return None
-
-
-def local_threads(target_cores: int) -> int:
-    """Threads for running here: the target's cores, never more than this process may use."""
-    from ..targets.host import available_cores
-
-    return max(1, min(target_cores, available_cores()))
 
 
 def op_id(domain: str, op_type: str) -> str:

@@ -52,12 +52,11 @@ def doctor(
 ) -> None:
     """Show which backends are installed (versions) and what this host is; how to install what is missing."""
     from ..backends import get_backend, registry
-    from ..profiling.roofline import host_peak_gflops
     from ..targets import detect_host
+    from ..targets.host import measure_peak_again
 
     if measure_peak:
-        host_peak_gflops(again=True)
-        detect_host.cache_clear()
+        measure_peak_again()
     host = detect_host()
     rows = []
     for name in registry.names():

@@ -1,4 +1,7 @@
-"""Named targets: the built-in registry (a data file in the package), user files, and ``host``."""
+"""Named targets: the built-in registry (a data file in the package), user files, and ``host``.
+
+models.py: the Target models; settings.py: per-backend target tables (each backend registers the model of
+its ``[target.<backend>]`` table); host.py: every fact about the machine edgecc runs on."""
 
 from __future__ import annotations
 
@@ -12,10 +15,11 @@ from pydantic import ValidationError
 
 from ..errors import BadInputError, UnknownNameError, suggest
 from .host import detect_host
-from .models import BACKEND_SETTINGS_FIELDS, CpuTarget, GpuTarget, NpuTarget, Target, TARGET_ADAPTER
+from .models import CpuTarget, GpuTarget, NpuTarget, Target, TARGET_ADAPTER
+from .settings import BackendSettings, backend_settings
 
 __all__ = [
-    "BACKEND_SETTINGS_FIELDS", "CpuTarget", "GpuTarget", "NpuTarget", "Target", "TargetRegistry",
+    "BackendSettings", "CpuTarget", "GpuTarget", "NpuTarget", "Target", "TargetRegistry", "backend_settings",
     "detect_host", "load_registry", "user_targets_file",
 ]
 

@@ -39,6 +39,7 @@ class FaultyBackend(OnnxRuntimeBackend):
     name = "faulty"
     description = "test-only: onnxruntime that aborts or hangs on request"
     options_model = FaultyOptions
+    settings_model = None  # takes no target table, so it serves every target (onnxruntime's needs one)
 
     def open_runner(self, artifact, *, profile_layers=False):
         return FaultyRunner(artifact, profile_layers=profile_layers)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from ..base import Availability, Backend, BackendOptions, Compiler, Runner, op_id
+from .settings import OnnxRuntimeSettings
 
 if TYPE_CHECKING:
     from ...artifact import Artifact
@@ -26,6 +27,7 @@ class OnnxRuntimeOptions(BackendOptions):
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    settings_model = OnnxRuntimeSettings
     description = "ONNX Runtime on the CPU: the reference and the FP32 baseline"
     extra = None  # a core dependency of edgecc
     options_model = OnnxRuntimeOptions

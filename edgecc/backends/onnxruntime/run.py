@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime as ort
 
-from ..base import LayerTime, Runner, local_threads
+from ...targets.host import local_threads
+from ..base import LayerTime, Runner
 from .compile import MODEL_FILE
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from ...errors import UnsupportedError
 from ..base import Availability, Backend, BackendOptions, Compiler, Runner, op_id
+from .settings import OpenVinoSettings
 
 if TYPE_CHECKING:
     from ...artifact import Artifact
@@ -48,6 +49,7 @@ class OpenVinoOptions(BackendOptions):
 
 class OpenVinoBackend(Backend):
     name = "openvino"
+    settings_model = OpenVinoSettings
     description = "OpenVINO on Intel CPUs (FP32; BF16 on CPUs with AVX512-BF16 or AMX), GPUs and NPUs"
     extra = "openvino"
     options_model = OpenVinoOptions
@@ -83,7 +85,7 @@ class OpenVinoBackend(Backend):
         return ("int8",)  # QDQ models (or NNCF's) run with INT8 kernels on every OpenVINO device
 
     def quantizes_itself(self, options: BackendOptions) -> bool:
-        return getattr(options, "int8_quantizer", "qdq") == "nncf"
+        return isinstance(options, OpenVinoOptions) and options.int8_quantizer == "nncf"
 
     def unsupported_ops(self, model: PreparedModel) -> list[str]:
         """Ops OpenVINO's ONNX frontend leaves as framework nodes (it has no conversion for them)."""

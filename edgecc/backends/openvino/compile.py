@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...graph.io import save_model
-from ...targets.models import OpenVinoSettings
 from ..base import BackendOptions, CompileOutput, Compiler
+from .settings import OpenVinoSettings
 
 if TYPE_CHECKING:
     from ...data import Dataset

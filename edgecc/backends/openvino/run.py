@@ -9,7 +9,8 @@ import numpy as np
 
 from ...cache import cache_dir
 from ...errors import UnsupportedError
-from ..base import LayerTime, Runner, local_threads, unavailable
+from ...targets.host import local_threads
+from ..base import LayerTime, Runner, unavailable
 from .compile import MODEL_FILE
 
 if TYPE_CHECKING:

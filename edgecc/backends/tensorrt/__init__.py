@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..base import Availability, Backend, Compiler, Runner, op_id, unavailable
+from .settings import TensorRtSettings
 from .config import ShapeRange, TensorRtOptions, compute_capability
 from .device import CudaProbe, probe_cuda
 from .ops import ESTIMATE_LABEL, estimate_unsupported_ops, opset_outside_range
@@ -83,6 +84,7 @@ def tensorrt_availability(
 
 class TensorRtBackend(Backend):
     name = "tensorrt"
+    settings_model = TensorRtSettings
     description = "NVIDIA TensorRT on Jetson boards and NVIDIA GPUs (engine built on the device; FP32, FP16, INT8 from QDQ)"
     extra = "tensorrt"
     options_model = TensorRtOptions

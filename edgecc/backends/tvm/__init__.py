@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..base import Availability, Backend, Compiler, Runner, Tuner, op_id
 from .options import TvmOptions
+from .settings import TvmTargetSettings
 
 if TYPE_CHECKING:
     from ...artifact import Artifact
@@ -30,6 +31,7 @@ _DIRECT_OPS = frozenset({"If", "Constant"})
 
 class TvmBackend(Backend):
     name = "tvm"
+    settings_model = TvmTargetSettings
     description = "Apache TVM (Relax): llvm code for x86 and ARM CPUs, MetaSchedule auto-tuning, TVM RPC boards"
     extra = "tvm"
     options_model = TvmOptions

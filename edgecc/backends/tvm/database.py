@@ -28,7 +28,7 @@ from ...cache import cache_dir
 from ...errors import BadInputError
 
 if TYPE_CHECKING:
-    from ...targets.models import TvmTargetSettings
+    from .settings import TvmTargetSettings
 
 WORKLOADS = "database_workload.json"
 RECORDS = "database_tuning_record.json"

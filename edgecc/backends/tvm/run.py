@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..base import LayerTime, Runner, local_threads
+from ...targets.host import local_threads
+from ..base import LayerTime, Runner
 from .library import LIBRARY_FILE, check_local_arch, outputs_by_name, set_runtime_threads
 
 if TYPE_CHECKING:

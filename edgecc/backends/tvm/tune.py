@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ...errors import BackendUnavailable, BadInputError
-from ..base import TuneReport, TuneRequest, Tuner, local_threads
+from ...targets.host import local_threads
+from ..base import TuneReport, TuneRequest, Tuner
 from .database import FAILED_RUN_SECS, TuningDatabase, json_database
 from .library import is_foreign, linker_for, set_runtime_threads, target_arch
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from ...graph.io import PreparedModel
     from ...remote.device import RpcDevice
     from ...targets import Target
-    from ...targets.models import TvmTargetSettings
+    from .settings import TvmTargetSettings
 
 # Each MetaSchedule batch restarts the builder's worker pool (~20 s here): large batches amortise it.
 MAX_BATCH = 64
