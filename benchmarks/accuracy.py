@@ -90,7 +90,7 @@ def edgecc(args: list[str], log: list[str]) -> subprocess.CompletedProcess:
 
 
 def evaluate(target: Path, spec: dict, out: Path, log: list[str], reference: bool = True) -> dict:
-    metrics = ["--metric", "agreement"] if spec["metric"] == "agreement" else ["--metric", "top1", "--metric", "agreement"]
+    metrics = (["--metric", "top1"] if spec["metric"] == "top1" else []) + (["--metric", "agreement"] if reference else [])
     ref = ["--reference", spec["model"]] if reference else []
     proc = edgecc(["evaluate", target, "--data", spec["eval"], *metrics, *ref, *spec["shape"], "--json", out], log)
     if proc.returncode:
@@ -98,27 +98,28 @@ def evaluate(target: Path, spec: dict, out: Path, log: list[str], reference: boo
     return {"status": "ok", **json.loads(out.read_text())}
 
 
-def measure(name: str, spec: dict, work: Path, ratios: list[float], skip: set[str]) -> list[dict]:
+def measure(name: str, spec: dict, work: Path, ratios: list[float], skip: set[str],
+            methods: list[str], quantizers: list[str]) -> list[dict]:
     tmp = work / name
     tmp.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
 
     def row(variant: str, target: Path, log: list[str], **extra) -> None:
-        res = evaluate(target, spec, tmp / f"{variant}.json", log)
+        res = evaluate(target, spec, tmp / f"{variant.replace(' ', '-')}.json", log)
         rows.append({"variant": variant, **extra, **res, "commands": log})
 
     log: list[str] = []
-    if spec["metric"] == "top1":
+    if spec["metric"] == "top1" and "fp32" not in skip:
         rows.append({"variant": "fp32 onnxruntime", **evaluate(spec["model"], spec, tmp / "fp32.json", log, reference=False),
                      "commands": log})
     if "int8" not in skip:
-        for method in METHODS:
+        for method in methods:
             q, log = tmp / f"int8-{method}.onnx", []
             proc = edgecc(["quantize", spec["model"], "-o", q, "--calibration", spec["calib"], "--method", method,
                            *spec["shape"]], log)
             if proc.returncode == 0:
                 row(f"int8 onnxruntime {method}", q, log)
-        for quantizer in ("qdq", "nncf"):
+        for quantizer in quantizers:
             art, log = tmp / f"ov-int8-{quantizer}", []
             proc = edgecc(["compile", spec["model"], "-t", "host", "-b", "openvino", "-p", "int8", "-o", art,
                            "--calibration", spec["calib"], "--option", f"int8_quantizer={quantizer}", *spec["shape"]], log)
@@ -143,15 +144,50 @@ def measure(name: str, spec: dict, work: Path, ratios: list[float], skip: set[st
     return rows
 
 
+def render(result: dict) -> str:
+    """Markdown tables (one per model) and the commands behind every row, from the JSON this script writes."""
+    out = []
+    for name, m in result["models"].items():
+        labelled = m["metric"] == "top1"
+        fp32 = next((r.get("top1") for r in m["rows"] if r["variant"] == "fp32 onnxruntime"), None)
+        out += [f"### {name}", "",
+                f"`{m['model']}` on `{m['eval']}` ({next((r['samples'] for r in m['rows'] if r.get('samples')), '?')} samples), "
+                f"calibration `{m['calibration']}`." + ("" if labelled else " Metric: top-1 agreement with FP32 (no labels)."), "",
+                ("| variant | top-1 % | drop (points) | agreement % | FLOPs | FLOPs removed |" if labelled
+                 else "| variant | agreement % | drop (points) | FLOPs | FLOPs removed |"),
+                "|---|---:|---:|---:|---:|---:|" if labelled else "|---|---:|---:|---:|---:|"]
+        for r in m["rows"]:
+            flops = f"{r['after']['flops'] / 1e6:.2f} M (of {r['before']['flops'] / 1e6:.2f} M)" if "after" in r else ""
+            cut = f"{100 * r['flops_reduction']:.1f}%" if "flops_reduction" in r else ""
+            if r["status"] != "ok":
+                out.append(f"| {r['variant']} | error: {r.get('error', '?')} |")
+            elif labelled:
+                drop = f"{fp32 - r['top1']:+.2f}" if fp32 is not None else ""
+                agree = f"{r['agreement']:.2f}" if r.get("agreement") is not None else "100 (itself)"
+                out.append(f"| {r['variant']} | {r['top1']:.2f} | {drop} | {agree} | {flops} | {cut} |")
+            else:
+                out.append(f"| {r['variant']} | {r['agreement']:.2f} | {100 - r['agreement']:+.2f} | {flops} | {cut} |")
+        out += ["", "<details><summary>commands</summary>", "", "```"]
+        out += [c for r in m["rows"] for c in r["commands"]]
+        out += ["```", "", "</details>", ""]
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="mnist,fmnist-resnet,fmnist-mobilenet,efficientnet-lite0")
     ap.add_argument("--ratios", default="0.2,0.3,0.5")
-    ap.add_argument("--skip", default="", help="comma-separated: int8, prune")
+    ap.add_argument("--skip", default="", help="comma-separated: fp32, int8, prune")
+    ap.add_argument("--methods", default=",".join(METHODS), help="edgecc quantize --method values")
+    ap.add_argument("--quantizers", default="qdq,nncf", help="OpenVINO int8_quantizer values")
     ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "edgecc-benchmarks" / "accuracy")
     ap.add_argument("--label", default="before")
+    ap.add_argument("--render", action="store_true", help="print accuracy-LABEL.json as markdown tables and exit")
     args = ap.parse_args()
     out = RESULTS / f"accuracy-{args.label}.json"
+    if args.render:
+        print(render(json.loads(out.read_text())))
+        return
     result = json.loads(out.read_text()) if out.is_file() else {"models": {}}
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
@@ -162,7 +198,9 @@ def main() -> None:
         spec = specs[name]
         prepare(name, spec, args.work)
         print(f"{name}:", flush=True)
-        rows = measure(name, spec, args.work, [float(r) for r in args.ratios.split(",")], set(filter(None, args.skip.split(","))))
+        rows = measure(name, spec, args.work, [float(r) for r in args.ratios.split(",") if r],
+                       set(filter(None, args.skip.split(","))), [m for m in args.methods.split(",") if m],
+                       [q for q in args.quantizers.split(",") if q])
         result["models"][name] = {"model": rel(spec["model"]), "eval": rel(spec["eval"]), "calibration": rel(spec["calib"]),
                                   "metric": spec["metric"], "rows": rows}
         out.write_text(json.dumps(result, indent=1) + "\n")  # after every model: a later failure keeps these
