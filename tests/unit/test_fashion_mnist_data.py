@@ -15,9 +15,9 @@ from edgecc.graph.io import prepare_model
 
 DATA = Path(__file__).resolve().parents[2] / "benchmarks" / "data"
 EVAL, CALIB = DATA / "fmnist_eval.npz", DATA / "fmnist_calib.npz"
-# top-1 (%) on the 500 committed test images, measured with onnxruntime when the models were trained
-# (benchmarks/results/accuracy.md); the floors sit a little under it.
-MIN_TOP1 = {"fmnist_resnet.onnx": 90.0, "fmnist_mobilenet.onnx": 88.0}
+# top-1 (%) on the 500 committed test images in onnxruntime: 87.2 (ResNet-style) and 86.6 (MobileNetV2-style),
+# measured when the models were trained (one epoch each); the floors sit a little under.
+MIN_TOP1 = {"fmnist_resnet.onnx": 86.0, "fmnist_mobilenet.onnx": 85.0}
 
 
 @pytest.fixture(scope="module")
