@@ -8,6 +8,7 @@ an Add of a constant is ``A @ B + bias``. All three become ``X @ W + b`` with ``
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,30 +94,29 @@ class LinearLayer:
         dtype = self._weight().dtype
         if op == "Conv":
             old = self._weight()
-            writer.replace_input(node, 1, w.T.reshape((w.shape[1],) + old.shape[1:]).astype(dtype), "_recovered")
+            _replace(writer, node, 1, w.T.reshape((w.shape[1],) + old.shape[1:]).astype(dtype))
             self._set_bias(writer, node, 2, b.astype(dtype))
         elif op == "Gemm":
             alpha = node.attributes.get_float("alpha", 1.0)
             beta = node.attributes.get_float("beta", 1.0)
             mat = w / alpha
-            writer.replace_input(node, 1, (mat.T if node.attributes.get_int("transB", 0) else mat).astype(dtype), "_recovered")
+            _replace(writer, node, 1, (mat.T if node.attributes.get_int("transB", 0) else mat).astype(dtype))
             if beta == 0.0:
                 node.attributes["beta"] = ir.AttrFloat32("beta", 1.0)
                 beta = 1.0
             self._set_bias(writer, node, 2, (b / beta).astype(dtype))
         else:
-            writer.replace_input(node, 1, w.astype(dtype), "_recovered")
+            _replace(writer, node, 1, w.astype(dtype))
             add, i = self.add
-            writer.replace_input(add, i, b.astype(const_array(add.inputs[i]).dtype), "_recovered")
+            _replace(writer, add, i, b.astype(const_array(add.inputs[i]).dtype))
 
     @staticmethod
     def _set_bias(writer: InitializerWriter, node: ir.Node, index: int, b: np.ndarray) -> None:
         if input_at(node, index) is None:
             node.resize_inputs(index + 1)
-            value = writer.new(b, (node.name or "layer") + "_bias_recovered")
-            node.replace_input_with(index, value)
+            node.replace_input_with(index, writer.new(b, (node.name or "layer") + "_bias_recovered"))
         else:
-            writer.replace_input(node, index, b, "_recovered")
+            _replace(writer, node, index, b)
 
     def rows(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, quota: int) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``quota`` rows (regressors [R, D], targets [R, O]) drawn at random output positions: ``x`` is the
@@ -132,6 +132,13 @@ class LinearLayer:
         xs = patches[(where[0], slice(None)) + tuple(where[1:])]  # [R, C, *kernel]
         ys = y[(where[0], slice(None)) + tuple(where[1:])]  # [R, O]
         return xs.reshape(len(flat), -1), ys
+
+
+def _replace(writer: InitializerWriter, node: ir.Node, index: int, array: np.ndarray) -> None:
+    """Give ``node`` a new initializer at ``index`` named after the old one, without piling up suffixes when
+    pruning and recovery run again on their own results."""
+    base = re.sub(r"(_(pruned|recovered)(_\d+)?)+$", "", node.inputs[index].name or node.name or "w")
+    node.replace_input_with(index, writer.new(array, base + "_recovered"))
 
 
 def _pick(n: int, rng: np.random.Generator, quota: int) -> np.ndarray:

@@ -151,10 +151,12 @@ def plan_pruning(
     exclude: set[str] | None = None,
     zero_channels: bool = False,
     round_from: int = 0,
+    kept_counts: dict[str, int] | None = None,
 ) -> PruningPlan:
     """Decide the kept channels: with ``ratio``, the least important ``ratio`` of each group's channels go
     (rounded so the kept count is a multiple of ``round_to`` in groups of at least ``round_from`` channels;
-    at least one stays); with ``zero_channels``,
+    at least one stays; ``kept_counts`` sets the count of kept channels of the groups it names by their first layer,
+    as pruning in steps does); with ``zero_channels``,
     exactly the channels that are all zero wherever they are consumed go (which includes channels nothing
     consumes, e.g. those a Slice drops)."""
     if zero_channels == (ratio is not None):
@@ -208,6 +210,8 @@ def plan_pruning(
         per_comp = np.array([sum(scores[a] for a in comps[r]) if scores is not None else 0.0 for r in roots])
         step = round_to if n >= round_from else 1
         keep = int(step * max(1, round(n * (1.0 - ratio) / step)))
+        if kept_counts is not None and layers[0] in kept_counts:
+            keep = kept_counts[layers[0]]
         keep = min(n, max(1, keep))
         group.kept, group.criterion = keep, used
         if keep == n:

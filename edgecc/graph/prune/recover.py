@@ -27,8 +27,9 @@ from ..weights import InitializerWriter
 from .compensate import reads_channels
 from .lstsq import LinearLayer, NormalEquations
 
-#: the ridge penalty, relative to the regressors' mean variance (see NormalEquations.solve)
-DEFAULT_RIDGE = 1e-3
+#: the ridge penalty, relative to the regressors' mean variance (see NormalEquations.solve); on the MNIST CNN's
+#: calibration digits any value from 0 to 1e-3 gave the same held-out error, and 1e-4 leaves exact fits within 1e-5
+DEFAULT_RIDGE = 1e-4
 #: rows (output positions) sampled per layer over all calibration samples, to bound the fitting cost
 DEFAULT_MAX_ROWS = 16384
 #: layers reading more features than this (C * kernel positions) are not fitted: the normal equations would
