@@ -180,6 +180,8 @@ def conv_windows(node: ir.Node, x: np.ndarray, kernel: tuple[int, ...], spatial_
 class NormalEquations:
     """Sums over rows of ``[x, 1]^T [x, 1]`` and ``[x, 1]^T y`` in float64, enough to fit and to score ``y ~ x W + b``."""
 
+    BLOCK = 4096
+
     def __init__(self, inputs: int, outputs: int) -> None:
         self.xx = np.zeros((inputs, inputs))
         self.xy = np.zeros((inputs, outputs))
@@ -187,9 +189,23 @@ class NormalEquations:
         self.sy = np.zeros(outputs)
         self.yy = 0.0
         self.n = 0
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._rows = 0
 
     def add(self, x: np.ndarray, y: np.ndarray) -> None:
-        x, y = x.astype(np.float64), y.astype(np.float64)
+        """Take rows ``x`` [R, D] and ``y`` [R, O]; they are summed in blocks of several thousand rows (one
+        matrix product per block, not per calibration sample)."""
+        self._pending.append((x, y))
+        self._rows += len(x)
+        if self._rows >= self.BLOCK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        x = np.concatenate([p[0] for p in self._pending]).astype(np.float64)
+        y = np.concatenate([p[1] for p in self._pending]).astype(np.float64)
+        self._pending, self._rows = [], 0
         self.xx += x.T @ x
         self.xy += x.T @ y
         self.sx += x.sum(0)
@@ -201,6 +217,7 @@ class NormalEquations:
         """(W, b) minimising the mean squared error + ``lam * ||W - w0||^2`` (the bias is not penalised), with
         ``lam = ridge`` times the mean variance of the regressors: the pull toward ``w0`` (the layer's current
         weights) matters only where the data do not pin a direction down."""
+        self._flush()
         mx, my = self.sx / self.n, self.sy / self.n
         cxx = self.xx / self.n - np.outer(mx, mx)
         cxy = self.xy / self.n - np.outer(mx, my)
@@ -210,6 +227,7 @@ class NormalEquations:
 
     def relative_error(self, w: np.ndarray, b: np.ndarray) -> float:
         """||x W + b - y|| / ||y|| over the accumulated rows (Frobenius norms)."""
+        self._flush()
         sse = (float(np.sum(w * (self.xx @ w))) + 2 * float(self.sx @ w @ b) + self.n * float(b @ b)
                - 2 * float(np.sum(w * self.xy)) - 2 * float(self.sy @ b) + self.yy)
         return float(np.sqrt(max(sse, 0.0) / self.yy)) if self.yy > 0 else 0.0
