@@ -50,17 +50,17 @@ def predictions(model: ir.Model, data) -> np.ndarray:
     return np.concatenate([o.reshape(-1) for o in out])
 
 
-def prune_one_shot(model: ir.Model, ratio: float, feeds) -> dict:
+def prune_one_shot(model: ir.Model, ratio: float, feeds, flatten_blocks: bool) -> dict:
     """Today's edgecc prune: with ``feeds`` measured and mean-compensated, without them l1 and nothing folded."""
     fold_shape_computations(model)
-    graph = build_dependency_graph(model)
+    graph = build_dependency_graph(model, flatten_blocks=flatten_blocks)
     means = measure(graph, feeds) if feeds is not None else None
     plan = plan_pruning(graph, ratio=ratio, criterion="activation" if feeds is not None else "l1")
     materialise(plan, means)
     return {"kept": sum(g.kept for g in plan.groups), "channels": sum(g.channels for g in plan.groups)}
 
 
-def run_case(model_path: Path, calib: Path, held_out: Path, ratios: list[float], steps: int) -> dict:
+def run_case(model_path: Path, calib: Path, held_out: Path, ratios: list[float], steps: int, flatten_blocks: bool) -> dict:
     base = prepare_model(str(model_path))
     feeds = load_dataset(str(calib), base.inputs).batches
     data = load_dataset(str(held_out), base.inputs, need_labels=True)
@@ -75,9 +75,10 @@ def run_case(model_path: Path, calib: Path, held_out: Path, ratios: list[float],
             start = time.perf_counter()
             extra: dict = {}
             if method in ("l1", "mean-compensated"):
-                extra = prune_one_shot(model, ratio, None if method == "l1" else feeds)
+                extra = prune_one_shot(model, ratio, None if method == "l1" else feeds, flatten_blocks)
             else:
-                result = prune_iteratively(model, ratio, 1 if method == "least-squares" else steps, feeds)
+                result = prune_iteratively(model, ratio, 1 if method == "least-squares" else steps, feeds,
+                                           flatten_blocks=flatten_blocks)
                 extra = {"kept": result.steps[-1].kept, "channels": sum(g.channels for g in result.plan.groups),
                          "layers": [lr.to_json() for s in result.steps[-1:] for lr in s.recovery.layers],
                          "skipped": result.steps[-1].recovery.skipped}
@@ -129,6 +130,8 @@ def main() -> None:
     ap.add_argument("--case", nargs=3, action="append", metavar=("MODEL", "CALIB", "EVAL"))
     ap.add_argument("--ratios", default="0.3,0.5,0.7")
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--flatten-blocks", action="store_true",
+                    help="let pruning cut a dense layer after a Flatten of a conv's [N, C, H, W] output by channel blocks")
     ap.add_argument("--out", default=str(RESULTS / "prune_recovery"))
     args = ap.parse_args()
     cases = [tuple(Path(p) for p in c) for c in (args.case or [MNIST])]
@@ -139,7 +142,8 @@ def main() -> None:
     report = {"when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu_name(), "cores": os.cpu_count(),
               "python": platform.python_version(), "steps": args.steps,
               "command": "python benchmarks/prune_recovery.py " + " ".join(sys.argv[1:]),
-              "cases": [run_case(*c, ratios, args.steps) for c in cases]}
+              "flatten_blocks": args.flatten_blocks,
+              "cases": [run_case(*c, ratios, args.steps, args.flatten_blocks) for c in cases]}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=1))

@@ -60,13 +60,14 @@ def prune_iteratively(
     round_to: int = 1,
     round_from: int = 0,
     exclude: set[str] | None = None,
+    flatten_blocks: bool = False,
     ridge: float = DEFAULT_RIDGE,
     max_rows: int = DEFAULT_MAX_ROWS,
     seed: int = 0,
 ) -> RecoveredPruning:
     """Prune ``model`` in place by ``ratio`` (each group as ``plan_pruning`` decides) in ``steps`` steps, with
     least-squares recovery against the unpruned model on ``feeds`` (real samples) after each; ``steps=1`` is
-    one-shot pruning followed by recovery. Removed channels' means are folded into biases before each re-fit
+    one-shot pruning followed by recovery; ``flatten_blocks``: see ``build_dependency_graph``. Removed channels' means are folded into biases before each re-fit
     (mean compensation: what stays for a layer that cannot be re-fitted)."""
     if steps < 1:
         raise BadInputError(f"pruning in steps needs at least one step, got {steps}")
@@ -74,7 +75,7 @@ def prune_iteratively(
         raise BadInputError("pruning with recovery needs calibration samples: none were given")
     original = model.clone()
     fold_shape_computations(model)
-    graph = build_dependency_graph(model)
+    graph = build_dependency_graph(model, flatten_blocks=flatten_blocks)
     means = measure(graph, feeds)
     options = dict(criterion=criterion, round_to=round_to, round_from=round_from, exclude=exclude)
     one_shot = plan_pruning(graph, ratio=ratio, **options)
@@ -84,7 +85,7 @@ def prune_iteratively(
     result = RecoveredPruning(model, one_shot)
     for step in range(1, steps + 1):
         if step > 1:
-            graph = build_dependency_graph(model)
+            graph = build_dependency_graph(model, flatten_blocks=flatten_blocks)
             means = measure(graph, feeds)
         plan = plan_pruning(graph, ratio=ratio, kept_counts=step_counts(targets, step, steps), **options)
         for name, keep in kept_outputs(plan).items():

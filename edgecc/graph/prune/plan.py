@@ -14,9 +14,11 @@ from .handlers import HANDLERS
 CRITERIA = ("l1", "l2", "bn-gamma", "activation")  # activation: measured on data (prune.compensate)
 
 
-def build_dependency_graph(model: ir.Model) -> DependencyGraph:
-    """Propagate channel maps through ``model``'s main graph in order; graph outputs are pinned."""
-    g = DependencyGraph(model)
+def build_dependency_graph(model: ir.Model, *, flatten_blocks: bool = False) -> DependencyGraph:
+    """Propagate channel maps through ``model``'s main graph in order; graph outputs are pinned. With
+    ``flatten_blocks``, a Flatten that merges channels with the spatial axes passes them on as blocks of features
+    (a classifier head after a conv stack can then be cut) instead of stopping them."""
+    g = DependencyGraph(model, flatten_blocks=flatten_blocks)
     for node in model.graph:
         handler = HANDLERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
         has_subgraph = any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in node.attributes.values())
