@@ -18,7 +18,7 @@ from ..passes import fold_shape_computations
 from .compensate import measure
 from .materialise import materialise
 from .plan import PruningPlan, build_dependency_graph, plan_pruning
-from .recover import DEFAULT_MAX_ROWS, DEFAULT_RIDGE, RecoveryResult, kept_outputs, recover_pruned
+from .recover import DEFAULT_MAX_ROWS, RecoveryResult, kept_outputs, recover_pruned
 
 
 @dataclass
@@ -61,7 +61,7 @@ def prune_iteratively(
     round_from: int = 0,
     exclude: set[str] | None = None,
     flatten_blocks: bool = False,
-    ridge: float = DEFAULT_RIDGE,
+    ridge: float | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
     seed: int = 0,
 ) -> RecoveredPruning:

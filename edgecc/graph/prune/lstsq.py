@@ -213,17 +213,32 @@ class NormalEquations:
         self.yy += float((y * y).sum())
         self.n += len(x)
 
-    def solve(self, ridge: float, w0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(W, b) minimising the mean squared error + ``lam * ||W - w0||^2`` (the bias is not penalised), with
-        ``lam = ridge`` times the mean variance of the regressors: the pull toward ``w0`` (the layer's current
-        weights) matters only where the data do not pin a direction down."""
+    def merged(self, other: NormalEquations) -> NormalEquations:
+        """The sums over the rows of both."""
+        self._flush()
+        other._flush()
+        out = NormalEquations(len(self.xx), self.xy.shape[1])
+        for name in ("xx", "xy", "sx", "sy", "yy", "n"):
+            setattr(out, name, getattr(self, name) + getattr(other, name))
+        return out
+
+    def solutions(self, ridges: list[float], w0: np.ndarray):
+        """For each ``ridge``, (ridge, W, b) minimising the mean squared error + ``lam * ||W - w0||^2`` (the bias is
+        not penalised), with ``lam = ridge`` times the mean variance of the regressors: the pull toward ``w0``
+        (the layer's current weights) matters only where the data do not pin a direction down. ``inf`` keeps
+        ``w0`` and fits the bias alone. One eigendecomposition serves every ridge."""
         self._flush()
         mx, my = self.sx / self.n, self.sy / self.n
         cxx = self.xx / self.n - np.outer(mx, mx)
         cxy = self.xy / self.n - np.outer(mx, my)
-        lam = ridge * max(float(np.trace(cxx)) / len(cxx), 1e-30)
-        w = np.linalg.solve(cxx + lam * np.eye(len(cxx)), cxy + lam * w0)
-        return w, my - mx @ w
+        scale = max(float(np.trace(cxx)) / len(cxx), 1e-30)
+        values, vectors = np.linalg.eigh(cxx)
+        values = np.maximum(values, 0.0)
+        a, b0 = vectors.T @ cxy, vectors.T @ w0
+        for ridge in ridges:
+            lam = max(ridge * scale, 1e-12 * scale)
+            w = w0 if np.isinf(ridge) else vectors @ ((a + lam * b0) / (values + lam)[:, None])
+            yield ridge, w, my - mx @ w
 
     def relative_error(self, w: np.ndarray, b: np.ndarray) -> float:
         """||x W + b - y|| / ||y|| over the accumulated rows (Frobenius norms)."""

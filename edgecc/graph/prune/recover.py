@@ -27,9 +27,13 @@ from ..weights import InitializerWriter
 from .compensate import reads_channels
 from .lstsq import LinearLayer, NormalEquations
 
-#: the ridge penalty, relative to the regressors' mean variance (see NormalEquations.solve); on the MNIST CNN's
-#: calibration digits any value from 0 to 1e-3 gave the same held-out error, and 1e-4 leaves exact fits within 1e-5
+#: ridge penalties (relative to the regressors' mean variance, see NormalEquations.solutions) tried per layer on
+#: held-out calibration samples; inf keeps the pruned weights and re-fits the bias alone
+RIDGES = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, float("inf"))
+#: the ridge used when there are too few samples to hold some out; it leaves exact fits within 1e-5
 DEFAULT_RIDGE = 1e-4
+#: every VALIDATION-th calibration sample is held out to choose the ridge (with at least that many samples)
+VALIDATION = 4
 #: rows (output positions) sampled per layer over all calibration samples, to bound the fitting cost
 DEFAULT_MAX_ROWS = 16384
 #: layers reading more features than this (C * kernel positions) are not fitted: the normal equations would
@@ -39,8 +43,10 @@ DEFAULT_MAX_INPUTS = 4608
 
 @dataclass
 class LayerRecovery:
-    """One re-fitted layer: its output's relative error against the original layer's (||y' - y|| / ||y||, on the
-    sampled rows), with the weights pruning left and with the re-fitted ones."""
+    """One layer that reads pruned channels: its output's relative error against the original layer's
+    (||y' - y|| / ||y|| over the sampled rows of all samples) with the weights pruning left and after recovery;
+    the same on the held-out samples the ridge was chosen on (None without them); the ridge used (None: no fit
+    did better on held-out samples than the pruned weights, which were kept)."""
 
     name: str
     op_type: str
@@ -49,10 +55,16 @@ class LayerRecovery:
     rows: int
     error_before: float
     error_after: float
+    ridge: float | None = DEFAULT_RIDGE
+    held_out_before: float | None = None
+    held_out_after: float | None = None
 
     def to_json(self) -> dict[str, object]:
         return {"name": self.name, "op_type": self.op_type, "inputs": self.inputs, "original_inputs": self.original_inputs,
-                "rows": self.rows, "error_before": self.error_before, "error_after": self.error_after}
+                "rows": self.rows, "error_before": self.error_before, "error_after": self.error_after,
+                "ridge": None if self.ridge is None or np.isinf(self.ridge) else self.ridge,
+                "bias_only": self.ridge is not None and bool(np.isinf(self.ridge)),
+                "held_out_before": self.held_out_before, "held_out_after": self.held_out_after}
 
 
 @dataclass
@@ -60,11 +72,10 @@ class RecoveryResult:
     layers: list[LayerRecovery] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (node, why it was not fitted)
     samples: int = 0
-    ridge: float = DEFAULT_RIDGE
 
     def to_json(self) -> dict[str, object]:
         return {"layers": [lr.to_json() for lr in self.layers], "skipped": [{"node": n, "reason": r} for n, r in self.skipped],
-                "samples": self.samples, "ridge": self.ridge}
+                "samples": self.samples}
 
 
 @dataclass
@@ -177,21 +188,50 @@ def _session(model: ir.Model, names: list[str]):
 
 
 def _fit_level(level: list[_Reader], original_session, pruned: ir.Model, feeds: list[dict[str, np.ndarray]],
-               quota: int, seed: int, index: dict[int, int]) -> list[tuple[_Reader, NormalEquations]]:
-    """Accumulate the normal equations of every reader of one level over ``feeds``."""
+               quota: int, seed: int, index: dict[int, int], hold_out: bool) -> list[tuple[NormalEquations, NormalEquations | None]]:
+    """Accumulate the normal equations of every reader of one level over ``feeds``: (fit, held out) per reader;
+    with ``hold_out``, every VALIDATION-th sample goes to the second."""
     xs_names = [r.pruned.node.inputs[0].name for r in level]
     ys_names = [r.original.output.name for r in level]
     session = _session(pruned, xs_names)
-    eqs = [NormalEquations(r.pruned.matrix()[0].shape[0], r.pruned.matrix()[0].shape[1]) for r in level]
+    shapes = [r.pruned.matrix()[0].shape for r in level]
+    eqs = [(NormalEquations(*shape), NormalEquations(*shape) if hold_out else None) for shape in shapes]
     for f, feed in enumerate(feeds):
         xs = session.run(xs_names, feed)
         ys = original_session.run(ys_names, feed)
-        for r, eq, x, y in zip(level, eqs, xs, ys):
+        for r, (fit, held), x, y in zip(level, eqs, xs, ys):
             if r.keep_out is not None:
                 y = np.take(y, r.keep_out, axis=1 if r.pruned.node.op_type == "Conv" else -1)
             rng = np.random.default_rng([seed, index[id(r)], f])
-            eq.add(*r.pruned.rows(x, y, rng, quota))
-    return list(zip(level, eqs))
+            (held if held is not None and f % VALIDATION == VALIDATION - 1 else fit).add(*r.pruned.rows(x, y, rng, quota))
+    return eqs
+
+
+def _refit(r: _Reader, fit: NormalEquations, held: NormalEquations | None, ridge: float | None
+           ) -> tuple[np.ndarray, np.ndarray, LayerRecovery]:
+    """The new (W, b) of one reader: with a fixed ``ridge`` on all rows; otherwise the ridge (or the pruned
+    weights as they are) that does best on the held-out rows, then re-fitted on all rows."""
+    w0, b0 = r.pruned.matrix()
+    everything = fit.merged(held) if held is not None else fit
+    before = everything.relative_error(w0, b0)
+    record = LayerRecovery(r.pruned.node.name, r.pruned.node.op_type, r.pruned.inputs, r.original.inputs, everything.n,
+                           before, 0.0)
+    if held is None:
+        ridge = DEFAULT_RIDGE if ridge is None else ridge
+    elif ridge is None:
+        record.held_out_before = best = held.relative_error(w0, b0)
+        for lam, w, b in fit.solutions(list(RIDGES), w0):
+            e = held.relative_error(w, b)
+            if e < best:
+                best, ridge = e, lam
+        record.held_out_after = best
+    record.ridge = ridge
+    if ridge is None:
+        w, b = w0, b0
+    else:
+        _, w, b = next(everything.solutions([ridge], w0))
+    record.error_after = everything.relative_error(w, b)
+    return w, b, record
 
 
 def recover_pruned(
@@ -200,7 +240,7 @@ def recover_pruned(
     feeds: list[dict[str, np.ndarray]],
     *,
     kept: dict[str, np.ndarray] | None = None,
-    ridge: float = DEFAULT_RIDGE,
+    ridge: float | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
     max_inputs: int = DEFAULT_MAX_INPUTS,
     seed: int = 0,
@@ -210,27 +250,28 @@ def recover_pruned(
 
     ``kept`` maps a layer's node name to the indices of its original output channels that ``pruned`` kept
     (``kept_outputs(plan)``); without it they are told from the weights, which holds for a model fresh from
-    pruning. ``ridge``: penalty toward the current weights, relative to the inputs' variance. ``max_rows``:
-    output positions sampled per layer (seeded by ``seed``). Layers reading more than ``max_inputs`` features
-    are left as they are and listed in ``skipped``."""
+    pruning. ``ridge``: penalty toward the current weights, relative to the inputs' variance; None chooses it per
+    layer from RIDGES on every VALIDATION-th sample held out (a layer no fit improves there keeps its weights), or
+    uses DEFAULT_RIDGE with fewer samples than VALIDATION. ``max_rows``: output positions sampled per layer
+    (seeded by ``seed``). Layers reading more than ``max_inputs`` features are left as they are, in ``skipped``."""
     if not feeds:
         raise BadInputError("least-squares recovery needs calibration samples: none were given")
-    if ridge < 0 or max_rows < 1:
-        raise BadInputError(f"recovery needs ridge >= 0 and max_rows >= 1, got ridge={ridge:g}, max_rows={max_rows}")
+    if (ridge is not None and ridge < 0) or max_rows < 1:
+        raise BadInputError(f"recovery needs ridge >= 0 and max_rows >= 1, got ridge={ridge}, max_rows={max_rows}")
     readers, skipped = _readers(original, pruned, kept, max_inputs)
-    result = RecoveryResult(skipped=skipped, samples=len(feeds), ridge=ridge)
+    result = RecoveryResult(skipped=skipped, samples=len(feeds))
     if not readers:
         return result
     index = {id(r): i for i, r in enumerate(readers)}
     quota = -(-max_rows // len(feeds))
+    hold_out = ridge is None and len(feeds) >= VALIDATION
     original_session = _session(original, [r.original.output.name for r in readers])
     writer = InitializerWriter(pruned.graph)
     for level in _assign_levels(pruned, readers):
-        for r, eq in _fit_level(level, original_session, pruned, feeds, quota, seed, index):
-            w0, b0 = r.pruned.matrix()
-            w, b = eq.solve(ridge, w0)
-            r.pruned.write(writer, w, b)
-            result.layers.append(LayerRecovery(r.pruned.node.name, r.pruned.node.op_type, r.pruned.inputs, r.original.inputs,
-                                               eq.n, eq.relative_error(w0, b0), eq.relative_error(w, b)))
+        for r, (fit, held) in zip(level, _fit_level(level, original_session, pruned, feeds, quota, seed, index, hold_out)):
+            w, b, record = _refit(r, fit, held, ridge)
+            if record.ridge is not None:
+                r.pruned.write(writer, w, b)
+            result.layers.append(record)
     common_passes.RemoveUnusedNodesPass()(pruned)  # the replaced weights
     return result
