@@ -171,29 +171,48 @@ def _assign_levels(model: ir.Model, readers: list[_Reader]) -> list[list[_Reader
     return [levels[k] for k in sorted(levels)]
 
 
+def _truncate(graph: onnx.GraphProto, names: list[str]) -> None:
+    """Make ``names`` the only outputs of ``graph`` and drop the nodes they do not depend on (onnxruntime runs
+    every node whatever is fetched). Left whole when a node has a subgraph (it may read outer values unlisted)."""
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in graph.node for a in n.attribute):
+        have = {o.name for o in graph.output}
+        graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names if n not in have)
+        return
+    needed, keep = set(names), []
+    for node in reversed(graph.node):
+        if any(o in needed for o in node.output):
+            keep.append(node)
+            needed.update(i for i in node.input if i)
+    inits = [t for t in graph.initializer if t.name in needed]
+    del graph.node[:], graph.output[:], graph.initializer[:]
+    graph.node.extend(reversed(keep))
+    graph.initializer.extend(inits)
+    graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
+
+
 def _session(model: ir.Model, names: list[str]):
-    """An onnxruntime session on ``model`` that can also return the intermediate values ``names``."""
+    """An onnxruntime session on the part of ``model`` that computes the values ``names`` (its only outputs)."""
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory(prefix="edgecc-recover-") as tmp:
         path = save_model(model, Path(tmp) / "m.onnx")
-        proto = onnx.load(str(path), load_external_data=False)
-        have = {o.name for o in proto.graph.output}
-        proto.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in dict.fromkeys(names) if n not in have)
-        onnx.save(proto, str(path))
+        proto = onnx.load(str(path))
+        _truncate(proto.graph, list(dict.fromkeys(names)))
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         opts.log_severity_level = 3
+        big = sum(len(t.raw_data) for t in proto.graph.initializer) > 2**30  # protobuf's 2 GiB limit
+        onnx.save(proto, str(path), save_as_external_data=big, location=path.name + ".data")
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def _fit_level(level: list[_Reader], original_session, pruned: ir.Model, feeds: list[dict[str, np.ndarray]],
+def _fit_level(level: list[_Reader], original: ir.Model, pruned: ir.Model, feeds: list[dict[str, np.ndarray]],
                quota: int, seed: int, index: dict[int, int], hold_out: bool) -> list[tuple[NormalEquations, NormalEquations | None]]:
     """Accumulate the normal equations of every reader of one level over ``feeds``: (fit, held out) per reader;
     with ``hold_out``, every VALIDATION-th sample goes to the second."""
     xs_names = [r.pruned.node.inputs[0].name for r in level]
     ys_names = [r.original.output.name for r in level]
-    session = _session(pruned, xs_names)
+    session, original_session = _session(pruned, xs_names), _session(original, ys_names)
     shapes = [r.pruned.matrix()[0].shape for r in level]
     eqs = [(NormalEquations(*shape), NormalEquations(*shape) if hold_out else None) for shape in shapes]
     for f, feed in enumerate(feeds):
@@ -265,10 +284,9 @@ def recover_pruned(
     index = {id(r): i for i, r in enumerate(readers)}
     quota = -(-max_rows // len(feeds))
     hold_out = ridge is None and len(feeds) >= VALIDATION
-    original_session = _session(original, [r.original.output.name for r in readers])
     writer = InitializerWriter(pruned.graph)
     for level in _assign_levels(pruned, readers):
-        for r, (fit, held) in zip(level, _fit_level(level, original_session, pruned, feeds, quota, seed, index, hold_out)):
+        for r, (fit, held) in zip(level, _fit_level(level, original, pruned, feeds, quota, seed, index, hold_out)):
             w, b, record = _refit(r, fit, held, ridge)
             if record.ridge is not None:
                 r.pruned.write(writer, w, b)
