@@ -75,6 +75,9 @@ class DependencyGraph:
     needed: set[int] = field(default_factory=set)  # atoms consumed by a reducing op while not all zero
     importance: dict[str, np.ndarray] = field(default_factory=dict)  # criterion -> per atom
     bn_gamma: np.ndarray | None = None
+    #: a Flatten of [N, C, H, W] carries each channel as a block of H*W features (a dense layer after it is cut
+    #: by blocks); off, such a Flatten is a barrier (see build_dependency_graph)
+    flatten_blocks: bool = False
 
     # -- atoms and sources -------------------------------------------------------------------
 

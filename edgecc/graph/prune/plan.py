@@ -14,9 +14,11 @@ from .handlers import HANDLERS
 CRITERIA = ("l1", "l2", "bn-gamma", "activation")  # activation: measured on data (prune.compensate)
 
 
-def build_dependency_graph(model: ir.Model) -> DependencyGraph:
-    """Propagate channel maps through ``model``'s main graph in order; graph outputs are pinned."""
-    g = DependencyGraph(model)
+def build_dependency_graph(model: ir.Model, *, flatten_blocks: bool = False) -> DependencyGraph:
+    """Propagate channel maps through ``model``'s main graph in order; graph outputs are pinned. With
+    ``flatten_blocks``, a Flatten that merges channels with the spatial axes passes them on as blocks of features
+    (a classifier head after a conv stack can then be cut) instead of stopping them."""
+    g = DependencyGraph(model, flatten_blocks=flatten_blocks)
     for node in model.graph:
         handler = HANDLERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
         has_subgraph = any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in node.attributes.values())
@@ -151,10 +153,12 @@ def plan_pruning(
     exclude: set[str] | None = None,
     zero_channels: bool = False,
     round_from: int = 0,
+    kept_counts: dict[str, int] | None = None,
 ) -> PruningPlan:
     """Decide the kept channels: with ``ratio``, the least important ``ratio`` of each group's channels go
     (rounded so the kept count is a multiple of ``round_to`` in groups of at least ``round_from`` channels;
-    at least one stays); with ``zero_channels``,
+    at least one stays; ``kept_counts`` sets the count of kept channels of the groups it names by their first layer,
+    as pruning in steps does); with ``zero_channels``,
     exactly the channels that are all zero wherever they are consumed go (which includes channels nothing
     consumes, e.g. those a Slice drops)."""
     if zero_channels == (ratio is not None):
@@ -208,6 +212,8 @@ def plan_pruning(
         per_comp = np.array([sum(scores[a] for a in comps[r]) if scores is not None else 0.0 for r in roots])
         step = round_to if n >= round_from else 1
         keep = int(step * max(1, round(n * (1.0 - ratio) / step)))
+        if kept_counts is not None and layers[0] in kept_counts:
+            keep = kept_counts[layers[0]]
         keep = min(n, max(1, keep))
         group.kept, group.criterion = keep, used
         if keep == n:

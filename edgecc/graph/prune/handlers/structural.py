@@ -174,6 +174,11 @@ class AxisOpHandler(Handler):
             # their side of the split is 1.
             dims = static_dims(x)
             side = list(range(axis)) if cin.axis < axis else list(range(axis, rank))
+            if g.flatten_blocks and dims is not None and cin.axis == axis:
+                # channel c becomes the run of features [c * block, (c + 1) * block)
+                block = int(np.prod(dims[axis + 1:]))
+                g.maps[node.outputs[0]] = ChannelMap(1, np.repeat(cin.atoms, block), np.repeat(cin.zero, block))
+                return
             if dims is None or any(dims[i] != 1 for i in side if i != cin.axis):
                 g.pin(x, node, "Flatten merges the channel axis with others")
                 return
