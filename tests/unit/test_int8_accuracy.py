@@ -86,3 +86,167 @@ def test_cle_skips_relu6_pairs_and_says_why():
     assert result.pairs == []
     assert len(result.skipped) == 2 and all("finite bound" in s for s in result.skipped)
     assert all(np.array_equal(v.const_value.numpy(), w_before[n]) for n, v in model.graph.initializers.items())
+
+
+# -- bias correction --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["one-pass", "sequential"])
+def test_bias_correction_lowers_the_mean_output_shift(mode):
+    from edgecc.graph.quantize.bias_correction import correct_bias
+
+    model = depthwise_net(seed=3)
+    x = np.random.default_rng(4).normal(size=(32, 3, 6, 6)).astype(np.float32)
+    cal = _data(x, 1)
+    q = quantize_qdq(model, cal, QuantizeSettings(samples=32)).model
+    ref = outputs(model, cal)
+    shift_before = np.abs((outputs(q, cal) - ref).mean(axis=(0, 2, 3))).mean()
+    result = correct_bias(q, model, cal, mode)
+    shift_after = np.abs((outputs(q, cal) - ref).mean(axis=(0, 2, 3))).mean()
+    assert result.layers == ["pw1", "dw", "pw2"]
+    assert result.shift_after < 0.5 * result.shift_before
+    assert shift_after < 0.5 * shift_before  # the model's own output, per channel, on the same samples
+
+
+def test_unknown_bias_correction_mode_is_a_clear_error():
+    from edgecc.errors import BadInputError
+    from edgecc.graph.quantize.bias_correction import correct_bias
+
+    model = depthwise_net()
+    with pytest.raises(BadInputError, match="unknown bias correction mode 'both'"):
+        correct_bias(model, model, _data(np.zeros((1, 3, 6, 6), np.float32)), "both")
+
+
+# -- calibration method per tensor --------------------------------------------------------------------
+
+
+def _mse_u8(x, lo, hi):
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = (hi - lo) / 255.0
+    zp = np.round(-lo / scale)
+    q = np.clip(np.round(x / scale) + zp, 0, 255)
+    return float(np.mean(((q - zp) * scale - x) ** 2))
+
+
+def test_per_tensor_choice_takes_the_lowest_mse_range_on_a_tensor_with_outliers():
+    from edgecc.graph.quantize.ranges import pick
+
+    rng = np.random.default_rng(0)
+    # one outlier in a million: clipping it costs (200 - 4)^2 / 1e6 = 0.038, while min/max's step (204 / 255)
+    # costs every value step^2 / 12 = 0.053
+    x = np.concatenate([rng.normal(size=1_000_000), [200.0]]).astype(np.float32)
+    candidates = {"minmax": (float(x.min()), float(x.max())), "percentile 99.99": (-3.9, 3.9),
+                  "percentile 99.9": (-3.3, 3.3), "entropy": (-1.0, 1.0)}
+    choice = pick(x, candidates, tensor="t")
+    expected = {m: _mse_u8(x.astype(np.float64), lo, hi) for m, (lo, hi) in candidates.items()}
+    assert choice.method == min(expected, key=expected.get)
+    assert choice.method.startswith("percentile")
+    for m, v in expected.items():
+        assert choice.mse[m] == pytest.approx(v, rel=1e-3)
+    # without outliers, clipping costs more than the coarser step: min/max wins
+    y = rng.uniform(0, 6, size=100_000).astype(np.float32)
+    assert pick(y, {"minmax": (0.0, 6.0), "percentile 99.9": (0.0, 5.5)}).method == "minmax"
+
+
+def test_mse_method_writes_the_chosen_ranges_into_the_qdq_model():
+    model = depthwise_net(seed=5)
+    x = np.random.default_rng(6).normal(size=(16, 3, 6, 6)).astype(np.float32)
+    result = quantize_qdq(model, _data(x, 1), QuantizeSettings(method="mse", samples=16))
+    assert result.ranges and any("per-tensor ranges by lowest quantisation MSE" in n for n in result.notes)
+    scales = {n.inputs[0].name: float(n.inputs[1].const_value.numpy()) for n in result.model.graph
+              if n.op_type == "QuantizeLinear"}
+    chosen = {c.tensor: c for c in result.ranges}
+    assert chosen["x"].method in chosen["x"].mse
+    c = chosen["x"]
+    assert scales["x"] == pytest.approx((max(c.high, 0) - min(c.low, 0)) / 255, rel=1e-5)
+    assert chosen["x"].mse[c.method] == min(chosen["x"].mse.values())
+
+
+# -- accuracy-aware mixed precision -------------------------------------------------------------------
+
+
+def sensitive_mlp(seed: int = 0) -> ir.Model:
+    """x -> fc1 -> ReLU -> fc2 -> ReLU -> fc3. fc1 adds one channel ~1000x larger than the others that fc2
+    ignores (weight 0): the INT8 range of fc2's input is set by it and the useful channels round to a few
+    levels. Only fc2 reads that tensor, so only fc2 in float repairs the model."""
+    rng = np.random.default_rng(seed)
+    w1 = rng.normal(size=(16, 16)) * 0.5
+    w1[:, 0] = np.abs(w1[:, 0]) * 2000.0  # [in, out]: output channel 0
+    w2 = rng.normal(size=(16, 16))
+    w2[0] = 0.0
+    inits = {"w1": w1, "b1": np.zeros(16), "w2": w2, "b2": rng.normal(size=16) * 0.1, "w3": rng.normal(size=(10, 16)),
+             "b3": np.zeros(10)}
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h1"], name="fc1", transB=0),
+        helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
+        helper.make_node("Gemm", ["a1", "w2", "b2"], ["h2"], name="fc2", transB=0),
+        helper.make_node("Relu", ["h2"], ["a2"], name="relu2"),
+        helper.make_node("Gemm", ["a2", "w3", "b3"], ["y"], name="fc3", transB=1),
+    ]
+    return _model(nodes, inits, [8, 16], [8, 10])
+
+
+def test_accuracy_aware_loop_reverts_exactly_the_sensitive_layer():
+    from edgecc.graph.quantize.mixed import quantize_within_budget
+
+    model = sensitive_mlp()
+    rng = np.random.default_rng(1)
+    x = np.abs(rng.normal(size=(400, 16))).astype(np.float32)
+    cal = _data(x[:200])
+    ev = _data(x[200:])
+    ev.labels = outputs(model, ev).argmax(1)
+    result = quantize_within_budget(model, cal, ev, 5.0, QuantizeSettings(samples=200))
+    assert result.reference_score == 100.0
+    assert result.int8_score < 20.0  # the all-INT8 model is far outside the budget
+    assert result.float_layers == ["fc2"]
+    assert result.sensitivity[0][0] == "fc2" and result.sensitivity[0][1] > 0.9
+    assert result.drop <= 5.0 and result.within_budget
+    assert [s.action for s in result.steps] == ["int8", "add"]  # stopped at the first model within the budget
+    assert result.steps[1].drop == result.drop
+    nodes = {n.name: n for n in result.model.graph}
+    assert all(v.producer() is None or v.producer().op_type != "DequantizeLinear" for v in nodes["fc2"].inputs)
+    for name in ("fc1", "fc3"):
+        assert nodes[name].inputs[1].producer().op_type == "DequantizeLinear"
+
+
+def test_keeping_every_layer_in_float_gives_the_float_model_back():
+    from edgecc.graph.quantize.revert import keep_in_float, quantized_layers
+
+    model = depthwise_net(seed=2)
+    x = np.random.default_rng(2).normal(size=(8, 3, 6, 6)).astype(np.float32)
+    data = _data(x, 1)
+    q = quantize_qdq(model, data, QuantizeSettings(samples=8)).model
+    layers = quantized_layers(q, include_movement=True)
+    assert layers == ["pw1", "dw", "pw2"]
+    back = keep_in_float(q, model, layers).model
+    assert not [n for n in back.graph if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    np.testing.assert_allclose(outputs(back, data), outputs(model, data), rtol=0, atol=1e-5)
+    onnx.checker.check_model(ir.serde.serialize_model(back), full_check=True)
+
+
+def test_layers_the_budget_does_not_need_go_back_to_int8():
+    from edgecc.graph.quantize.mixed import quantize_within_budget
+
+    model = sensitive_mlp()
+    x = np.abs(np.random.default_rng(1).normal(size=(400, 16))).astype(np.float32)
+    cal, ev = _data(x[:200]), _data(x[200:])
+    ev.labels = outputs(model, ev).argmax(1)
+    tight = quantize_within_budget(model, cal, ev, 2.0, QuantizeSettings(samples=200))
+    assert tight.within_budget and tight.drop <= 2.0
+    assert "fc2" in tight.float_layers
+    added = [s for s in tight.steps if s.action == "add"][-1].float_layers
+    # every layer the greedy pass added beyond the final set was tried back in INT8 and kept there
+    assert len(tight.float_layers) < len(added) or len(added) == 1
+    for s in tight.steps:
+        if s.action == "try-remove" and s.drop <= 2.0:
+            assert set(s.float_layers) == set(tight.float_layers)
+
+
+def test_a_negative_budget_is_a_clear_error():
+    from edgecc.errors import BadInputError
+    from edgecc.graph.quantize.mixed import quantize_within_budget
+
+    model = sensitive_mlp()
+    data = _data(np.ones((8, 16), np.float32))
+    with pytest.raises(BadInputError, match="maximum accuracy drop must be a finite number of points >= 0"):
+        quantize_within_budget(model, data, data, -1.0)
