@@ -65,6 +65,8 @@ class QuantizeResult:
     quantized_nodes: int
     notes: list[str] = field(default_factory=list)
     ranges: list = field(default_factory=list)  # method mse: the RangeChoice of every activation tensor
+    # the float model that was quantised (after onnxruntime's pre-processing): node names match the QDQ model's
+    float_model: ir.Model | None = None
 
 
 class _Reader:
@@ -107,6 +109,8 @@ def quantize_qdq(model: ir.Model, calibration: Dataset, settings: QuantizeSettin
                 src = pre
             except Exception as e:  # noqa: BLE001 - onnxruntime raises bare Exceptions here; the model is still quantisable
                 notes.append(f"quantisation pre-processing failed and was skipped: {type(e).__name__}: {str(e)[:200]}")
+        # (a model with external data keeps none: its weights would point into this temporary directory)
+        float_model = ir.load(src) if model_bytes(model) <= EXTERNAL_DATA_THRESHOLD else None
         out = Path(tmp) / "int8.onnx"
         extra = {"CalibTensorRangeSymmetric": settings.symmetric_activations,
                  "ActivationSymmetric": settings.symmetric_activations}
@@ -144,7 +148,22 @@ def quantize_qdq(model: ir.Model, calibration: Dataset, settings: QuantizeSettin
     count = sum(1 for n in qmodel.graph.all_nodes() if n.op_type == "QuantizeLinear")
     if count == 0:
         notes.append("no op was quantised (onnxruntime found nothing it quantises in this model)")
-    return QuantizeResult(qmodel, time.perf_counter() - t0, calibration.samples, count, notes, choices)
+    return QuantizeResult(qmodel, time.perf_counter() - t0, calibration.samples, count, notes, choices, float_model)
+
+
+def preprocess(model: ir.Model) -> tuple[ir.Model, list[str]]:
+    """``model`` after onnxruntime's quantisation pre-processing (shape inference, constant folding, Conv+BN
+    fusion), as quantize_qdq applies it; when it fails, ``model`` itself and a note saying why."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="edgecc-pre-") as tmp:
+        src, pre = save_model(model, Path(tmp) / "model.onnx"), Path(tmp) / "pre.onnx"
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises bare Exceptions here; the model is still quantisable
+            return model, [f"quantisation pre-processing failed and was skipped: {type(e).__name__}: {str(e)[:200]}"]
+        return ir.load(pre), []
 
 
 def _histogram_ranges(model_path: Path, calibration: Dataset, settings: QuantizeSettings, tmp: Path) -> Path:
