@@ -88,6 +88,28 @@ def test_cle_skips_relu6_pairs_and_says_why():
     assert all(np.array_equal(v.const_value.numpy(), w_before[n]) for n, v in model.graph.initializers.items())
 
 
+def test_cle_through_relu6_adjusted_to_calibration_maxima_keeps_outputs_on_that_data():
+    from edgecc.graph.quantize.equalize import clip_maxima
+
+    model = depthwise_net(seed=7, act="Relu6")
+    x = np.random.default_rng(8).normal(size=(16, 3, 6, 6)).astype(np.float32)
+    data = _data(x, 1)
+    before = outputs(model, data)
+    maxima = clip_maxima(model, data)
+    assert sorted(maxima) == ["c1", "c2"]
+    assert any((m >= 6.0).any() for m in maxima.values())  # some channels saturate: they must keep scale 1
+    pairs, _ = find_pairs(model, bounded=True)
+    ratio_before = max(range_ratio(*_ranges(p.first, p.second)) for p in pairs)
+    w_before = {n: v.const_value.numpy().copy() for n, v in model.graph.initializers.items()}
+    result = equalize(model, clip_maxima=maxima)
+    assert result.pairs == [("pw1", "dw"), ("dw", "pw2")]
+    assert result.worst_ratio_after < ratio_before
+    sat = maxima["c1"] >= 6.0
+    np.testing.assert_array_equal(model.graph.initializers["w1"].const_value.numpy()[sat], w_before["w1"][sat])
+    after = outputs(model, data)
+    assert np.abs(after - before).max() <= 1e-4 * np.abs(before).max()
+
+
 # -- bias correction --------------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ import onnx_ir as ir
 
 from ...data import Dataset
 from .bias_correction import BiasCorrectionResult, Mode, correct_bias
-from .equalize import EqualizationResult, equalize
+from .equalize import EqualizationResult, clip_maxima, equalize
 from .qdq import QuantizeResult, QuantizeSettings, preprocess, quantize_qdq
 
 
@@ -37,11 +37,12 @@ class AccurateQuantizeResult:
 
 
 def quantize_accurate(model: ir.Model, calibration: Dataset, settings: QuantizeSettings = QuantizeSettings(), *,
-                      equalization: bool = True, bias_correction: Mode | None = "sequential"
-                      ) -> AccurateQuantizeResult:
+                      equalization: bool = True, bounded_equalization: bool = True,
+                      bias_correction: Mode | None = "sequential") -> AccurateQuantizeResult:
     """Quantise ``model`` to QDQ INT8 on ``calibration`` with cross-layer equalisation first (when
-    ``equalization``) and bias correction after (``bias_correction``: "one-pass", "sequential" or None).
-    ``model`` is not modified."""
+    ``equalization``; with ``bounded_equalization`` also the pairs through ReLU6, adjusted to the
+    calibration data's maxima) and bias correction after (``bias_correction``: "one-pass", "sequential"
+    or None). ``model`` is not modified."""
     t0 = time.perf_counter()
     notes: list[str] = []
     float_model = model.clone()
@@ -50,7 +51,8 @@ def quantize_accurate(model: ir.Model, calibration: Dataset, settings: QuantizeS
         notes += pre_notes
     eq = None
     if equalization:
-        eq = equalize(float_model)
+        maxima = clip_maxima(float_model, calibration) if bounded_equalization else None
+        eq = equalize(float_model, clip_maxima=maxima)
         notes.append(eq.describe())
         notes += [f"  not equalised: {s}" for s in eq.skipped]
     quantized = quantize_qdq(float_model, calibration, settings.model_copy(update={"preprocess": False}))

@@ -11,8 +11,12 @@ that of layer2's input channel ``c`` (max |w|), ``s_c = sqrt(r1_c * r2_c) / r2_c
 
 ReLU6 (Clip with a finite upper bound) is NOT positively homogeneous: ``clip(x/s, 0, 6) = clip(x, 0, 6)/s``
 only when the bound becomes ``6/s_c``, a per-channel bound that Clip cannot hold (a per-channel Min
-would, but it is not an activation the QDQ quantisers fold). Such pairs are skipped, and the reason
-is recorded.
+would, but it is not an activation the QDQ quantisers fold). By default such pairs are skipped, and
+the reason is recorded. Given the per-channel maxima of layer1's outputs on calibration data
+(``clip_maxima``, :func:`clip_maxima`), they are adjusted instead: a channel that reaches the bound
+on that data keeps ``s_c = 1``, and every other channel is scaled with ``s_c >= max_c / bound``, so
+that it still stays below the bound: the function is then unchanged on every calibration sample (and
+on any input that keeps those channels below the bound), not for every input.
 """
 
 from __future__ import annotations
@@ -75,19 +79,23 @@ def _layer_axes(node: ir.Node) -> tuple[int, int, int] | None:
     return None
 
 
-def _homogeneous(node: ir.Node) -> str | None:
-    """None when ``node`` is positively homogeneous; otherwise why not."""
+BOUNDED = "clips at a finite bound (ReLU6-like): the bound cannot scale per channel"
+
+
+def _activation(node: ir.Node) -> tuple[float, str | None]:
+    """(upper bound, None) for ReLU, LeakyReLU and Clip(0, bound) (bound inf when positively homogeneous);
+    (nan, why not) for anything else."""
     if node.op_type in ("Relu", "LeakyRelu") and _standard(node):
-        return None
+        return np.inf, None
     if node.op_type == "Clip" and _standard(node):
         bounds = [node.inputs[i] if len(node.inputs) > i else None for i in (1, 2)]
         lo, hi = (None if v is None else const_array(v) for v in bounds)
         if (bounds[0] is not None and lo is None) or (bounds[1] is not None and hi is None):
-            return f"{node.name or 'Clip'} has bounds computed at run time"
-        if (lo is None or float(lo) == 0.0) and (hi is None or np.isinf(float(hi))):
-            return None
-        return f"{node.name or 'Clip'} clips at a finite bound (ReLU6-like): the bound cannot scale per channel"
-    return f"{node.op_type} {node.name} is not positively homogeneous"
+            return np.nan, f"{node.name or 'Clip'} has bounds computed at run time"
+        if lo is not None and float(lo) != 0.0:
+            return np.nan, f"{node.name or 'Clip'} has a non-zero lower bound"
+        return (np.inf if hi is None else float(hi)), None
+    return np.nan, f"{node.op_type} {node.name} is not positively homogeneous"
 
 
 def _sole_use(value: ir.Value) -> ir.Node | None:
@@ -101,19 +109,23 @@ def _sole_use(value: ir.Value) -> ir.Node | None:
 class _Pair:
     first: ir.Node
     second: ir.Node
+    bound: float = np.inf  # the activation's upper bound between them
 
 
-def find_pairs(model: ir.Model) -> tuple[list[_Pair], list[str]]:
-    """Layer pairs CLE can equalise exactly, and the reasons candidate pairs were declined."""
+def find_pairs(model: ir.Model, *, bounded: bool = False) -> tuple[list[_Pair], list[str]]:
+    """Layer pairs CLE can equalise exactly (with ``bounded``, also those through Clip(0, bound)), and the
+    reasons candidate pairs were declined."""
     pairs, skipped = [], []
     for node in model.graph:
         axes = _layer_axes(node)
         if axes is None:
             continue
         nxt = _sole_use(node.outputs[0])
-        between = None
+        between, bound = None, np.inf
         if nxt is not None and _layer_axes(nxt) is None:
-            between, reason = nxt, _homogeneous(nxt)
+            between, (bound, reason) = nxt, _activation(nxt)
+            if reason is None and np.isfinite(bound) and not bounded:
+                reason = f"{nxt.name or 'Clip'} {BOUNDED}"
             if reason is not None:
                 if any(_layer_axes(u) is not None for u, _ in nxt.outputs[0].uses()):
                     skipped.append(f"{node.name} -> {reason}")
@@ -125,7 +137,7 @@ def find_pairs(model: ir.Model) -> tuple[list[_Pair], list[str]]:
         if why:
             skipped.append(f"{node.name} -> {nxt.name}: {why}")
         else:
-            pairs.append(_Pair(node, nxt))
+            pairs.append(_Pair(node, nxt, bound))
     return pairs, skipped
 
 
@@ -198,10 +210,42 @@ def range_ratio(r1: np.ndarray, r2: np.ndarray) -> float:
     return float(np.max(np.maximum(a, b) / np.minimum(a, b)))
 
 
-def equalize(model: ir.Model, *, max_sweeps: int = 20, tolerance: float = 1e-3) -> EqualizationResult:
+def clip_maxima(model: ir.Model, calibration) -> dict[str, np.ndarray]:
+    """Per-channel maximum, over the ``calibration`` Dataset, of the output of every layer that feeds a
+    bounded activation (Clip(0, bound)) in a pair: what :func:`equalize` needs to adjust those pairs."""
+    from ._session import run_tensors
+
+    pairs, _ = find_pairs(model, bounded=True)
+    names = {p.first.outputs[0].name: (1 if p.first.op_type == "Conv" else -1) for p in pairs if np.isfinite(p.bound)}
+    found: dict[str, np.ndarray] = {}
+    for got in run_tensors(model, calibration, list(names)):
+        for n, arr in got.items():
+            axis = names[n] % arr.ndim
+            m = np.moveaxis(arr, axis, 0).reshape(arr.shape[axis], -1).max(1).astype(np.float64)
+            found[n] = m if n not in found else np.maximum(found[n], m)
+    return found
+
+
+def _bounded_scales(s: np.ndarray, maxima: np.ndarray, bound: float) -> np.ndarray:
+    """``s`` limited so that no channel that stays below ``bound`` crosses it; channels that reach it keep 1."""
+    saturated = maxima >= bound
+    return np.where(saturated, 1.0, np.maximum(s, maxima / bound))
+
+
+def equalize(model: ir.Model, *, max_sweeps: int = 20, tolerance: float = 1e-3,
+             clip_maxima: dict[str, np.ndarray] | None = None) -> EqualizationResult:
     """Equalise every exact pair of ``model`` in place, sweeping the graph until no scale moves by more than
-    ``tolerance`` (relative) or ``max_sweeps`` sweeps (chains pw -> dw -> pw need several)."""
-    pairs, skipped = find_pairs(model)
+    ``tolerance`` (relative) or ``max_sweeps`` sweeps (chains pw -> dw -> pw need several). With
+    ``clip_maxima`` (:func:`clip_maxima` of this model), pairs through Clip(0, bound) are adjusted too."""
+    pairs, skipped = find_pairs(model, bounded=clip_maxima is not None)
+    maxima = {k: v.copy() for k, v in (clip_maxima or {}).items()}
+    kept = []
+    for p in pairs:
+        if np.isfinite(p.bound) and p.first.outputs[0].name not in maxima:
+            skipped.append(f"{p.first.name} -> {p.second.name}: no calibrated maxima for the bounded activation")
+        else:
+            kept.append(p)
+    pairs = kept
     result = EqualizationResult(pairs=[(p.first.name, p.second.name) for p in pairs], skipped=skipped)
     if not pairs:
         return result
@@ -214,6 +258,10 @@ def equalize(model: ir.Model, *, max_sweeps: int = 20, tolerance: float = 1e-3) 
             live = (r1 > EPS) & (r2 > EPS)
             s[live] = np.sqrt(r1[live] * r2[live]) / r2[live]
             s = np.clip(s, 1.0 / MAX_SCALE, MAX_SCALE)
+            if np.isfinite(p.bound):
+                m = maxima[p.first.outputs[0].name]
+                s = _bounded_scales(s, m, p.bound)
+                m /= s
             moved = max(moved, float(np.max(np.abs(s - 1.0))))
             _scale_pair(p, s)
         result.sweeps = sweep + 1
