@@ -45,16 +45,21 @@ def score_fn(data, fp32_model):
     return lambda out: top1_agreement(out, ref), "agreement with FP32"
 
 
-def accuracy_variants(prepared, cal, settings):
-    """name -> (float model it came from, QDQ model, notes, seconds)."""
+VARIANTS = ("int8", "int8 +cle", "int8 +mse", "int8 +bc1", "int8 +bcseq", "int8 combined")
+
+
+def accuracy_variants(prepared, cal, settings, wanted, combined_bias, report):
+    """name -> (float model it came from, QDQ model, notes, seconds), each scored by ``report`` when made."""
     m = prepared.model
     out = {}
 
     def timed(name, fn):
+        if name not in wanted:
+            return
         t0 = time.perf_counter()
         res = fn()
         out[name] = (res[0], res[1], res[2], time.perf_counter() - t0)
-        print(f"  {name}: {time.perf_counter() - t0:.1f} s", flush=True)
+        report(name, out[name])
 
     def plain(s):
         q = quantize_qdq(m, cal, s)
@@ -69,7 +74,8 @@ def accuracy_variants(prepared, cal, settings):
     timed("int8 +mse", lambda: plain(settings.model_copy(update={"method": "mse"})))
     timed("int8 +bc1", lambda: acc(equalization=False, bias_correction="one-pass"))
     timed("int8 +bcseq", lambda: acc(equalization=False, bias_correction="sequential"))
-    timed("int8 combined", lambda: acc(settings=settings.model_copy(update={"method": "mse"})))
+    timed("int8 combined", lambda: acc(settings=settings.model_copy(update={"method": "mse"}),
+                                       bias_correction=combined_bias))
     return out
 
 
@@ -156,6 +162,8 @@ def main() -> None:
                     help="without --test: the search uses the first N --eval samples, figures the rest (held out)")
     ap.add_argument("--validate-proxy", action="store_true",
                     help="also rank every layer by the metric itself (one evaluation per layer) and compare the rankings")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
+    ap.add_argument("--combined-bias", default="sequential", help="bias correction in the combined variant")
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--no-openvino", action="store_true")
     args = ap.parse_args()
@@ -176,15 +184,19 @@ def main() -> None:
     else:
         test = ev
     score, metric = score_fn(test, prepared.model)
-    report: dict = {"model": args.model, "metric": metric, "eval": args.eval, "select": args.select, "test": args.test or args.eval,
+    report: dict = {"model": args.model, "metric": metric, "eval": args.eval, "select": args.select,
+                    "combined_bias": args.combined_bias, "test": args.test or args.eval,
                     "test_samples": test.samples, "max_drop": args.max_drop, "machine": platform.processor() or platform.machine()}
     fp32 = score(outputs(prepared.model, test))
     print(f"fp32 {metric}: {fp32:.2f}", flush=True)
     rows = {"fp32": {"onnxruntime": fp32}}
-    variants = accuracy_variants(prepared, cal, settings)
-    for label, (_, q, notes, secs) in variants.items():
+    def record(label, made):
+        _, q, notes, secs = made
         rows[label] = {"onnxruntime": score(outputs(q, test)), "seconds": round(secs, 1), "notes": notes}
-        print(f"{label}: {rows[label]['onnxruntime']:.2f}", flush=True)
+        print(f"{label}: {rows[label]['onnxruntime']:.2f} ({secs:.0f} s)", flush=True)
+
+    wanted = set(args.variants.split(",")) | {"int8", "int8 combined"}
+    variants = accuracy_variants(prepared, cal, settings, wanted, args.combined_bias, record)
     float_model, combined = variants["int8 combined"][0], variants["int8 combined"][1]
     t0 = time.perf_counter()
     mixed = quantize_within_budget(float_model, cal, ev, args.max_drop, settings, quantized=combined,
