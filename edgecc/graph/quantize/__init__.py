@@ -11,10 +11,13 @@ import warnings
 
 from ...data import RANDOM_WARNING, Dataset, DataSpec, load_dataset
 from ..io import PreparedModel
+from .accurate import AccurateQuantizeResult, quantize_accurate
+from .mixed import MixedPrecisionResult, onnxruntime_scorer, quantize_within_budget
 from .qdq import QuantizeResult, QuantizeSettings, check_settings, quantize_qdq
 
 __all__ = ["QuantizeResult", "QuantizeSettings", "RandomCalibrationWarning", "check_settings", "quantize_qdq",
-           "quantize_prepared", "calibration_spec"]
+           "quantize_prepared", "calibration_spec", "AccurateQuantizeResult", "quantize_accurate",
+           "MixedPrecisionResult", "quantize_within_budget", "onnxruntime_scorer"]
 
 
 class RandomCalibrationWarning(UserWarning):

@@ -24,7 +24,7 @@ from ...data import Dataset
 from ...errors import BadInputError, ModelError
 from ..io import EXTERNAL_DATA_THRESHOLD, MAX_IR_VERSION, model_bytes, save_model
 
-Method = Literal["minmax", "percentile", "entropy"]
+Method = Literal["minmax", "percentile", "entropy", "mse"]
 # Histogram bins for entropy calibration: onnxruntime searches thresholds in Python, O(bins^2) per tensor
 # (2048 bins: ~2.4 s per tensor here); 512 keeps 192 candidate thresholds at a sixteenth of the cost.
 ENTROPY_BINS = 512
@@ -37,7 +37,9 @@ class QuantizeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    method: Method = Field("minmax", description="activation range from min/max, a percentile of |x|, or KL entropy")
+    method: Method = Field(
+        "minmax", description="activation range from min/max, a percentile of |x|, KL entropy, or per tensor the one of "
+        "these with the lowest quantisation MSE on the calibration data (mse)")
     per_channel: bool = Field(True, description="one weight scale per output channel (else one per tensor)")
     activations: Literal["uint8", "int8"] = Field("uint8", description="activation type; uint8 is the fast one on x86")
     symmetric_activations: bool = Field(
@@ -62,6 +64,9 @@ class QuantizeResult:
     samples: int
     quantized_nodes: int
     notes: list[str] = field(default_factory=list)
+    ranges: list = field(default_factory=list)  # method mse: the RangeChoice of every activation tensor
+    # the float model that was quantised (after onnxruntime's pre-processing): node names match the QDQ model's
+    float_model: ir.Model | None = None
 
 
 class _Reader:
@@ -81,7 +86,7 @@ def _methods():
     from onnxruntime.quantization import CalibrationMethod
 
     return {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-            "entropy": CalibrationMethod.Entropy}
+            "entropy": CalibrationMethod.Entropy, "mse": CalibrationMethod.MinMax}
 
 
 def quantize_qdq(model: ir.Model, calibration: Dataset, settings: QuantizeSettings = QuantizeSettings()) -> QuantizeResult:
@@ -104,14 +109,24 @@ def quantize_qdq(model: ir.Model, calibration: Dataset, settings: QuantizeSettin
                 src = pre
             except Exception as e:  # noqa: BLE001 - onnxruntime raises bare Exceptions here; the model is still quantisable
                 notes.append(f"quantisation pre-processing failed and was skipped: {type(e).__name__}: {str(e)[:200]}")
+        # (a model with external data keeps none: its weights would point into this temporary directory)
+        float_model = ir.load(src) if model_bytes(model) <= EXTERNAL_DATA_THRESHOLD else None
         out = Path(tmp) / "int8.onnx"
         extra = {"CalibTensorRangeSymmetric": settings.symmetric_activations,
                  "ActivationSymmetric": settings.symmetric_activations}
-        cache = None
+        cache, choices = None, []
         # onnxruntime's own calibrator prints progress to stdout: keep stdout for edgecc's output
         with contextlib.redirect_stdout(sys.stderr):
             try:
-                if settings.method != "minmax":
+                if settings.method == "mse":
+                    from .ranges import choose_ranges, summary, write_cache
+
+                    choices = choose_ranges(src, calibration, activations=settings.activations,
+                                            symmetric=settings.symmetric_activations, tmp=Path(tmp), chunk=CHUNK,
+                                            entropy_bins=ENTROPY_BINS)
+                    cache = write_cache(choices, Path(tmp) / "ranges.json")
+                    notes.append(summary(choices))
+                elif settings.method != "minmax":
                     cache = _histogram_ranges(src, calibration, settings, Path(tmp))
                 quantize_static(
                     str(src), str(out), None if cache else _Reader(calibration), quant_format=QuantFormat.QDQ,
@@ -133,7 +148,22 @@ def quantize_qdq(model: ir.Model, calibration: Dataset, settings: QuantizeSettin
     count = sum(1 for n in qmodel.graph.all_nodes() if n.op_type == "QuantizeLinear")
     if count == 0:
         notes.append("no op was quantised (onnxruntime found nothing it quantises in this model)")
-    return QuantizeResult(qmodel, time.perf_counter() - t0, calibration.samples, count, notes)
+    return QuantizeResult(qmodel, time.perf_counter() - t0, calibration.samples, count, notes, choices, float_model)
+
+
+def preprocess(model: ir.Model) -> tuple[ir.Model, list[str]]:
+    """``model`` after onnxruntime's quantisation pre-processing (shape inference, constant folding, Conv+BN
+    fusion), as quantize_qdq applies it; when it fails, ``model`` itself and a note saying why."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="edgecc-pre-") as tmp:
+        src, pre = save_model(model, Path(tmp) / "model.onnx"), Path(tmp) / "pre.onnx"
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises bare Exceptions here; the model is still quantisable
+            return model, [f"quantisation pre-processing failed and was skipped: {type(e).__name__}: {str(e)[:200]}"]
+        return ir.load(pre), []
 
 
 def _histogram_ranges(model_path: Path, calibration: Dataset, settings: QuantizeSettings, tmp: Path) -> Path:

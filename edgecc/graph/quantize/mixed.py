@@ -1,0 +1,169 @@
+"""Accuracy-aware mixed precision: the fewest layers kept in float that bring an INT8 model within an accuracy budget.
+
+1. Score the FP32 model and the all-INT8 QDQ model with ``evaluate`` (percent, higher is better: top-1
+   with labels, top-1 agreement with FP32 without). Within ``max_drop`` points already: done.
+2. Rank the INT8 layers by sensitivity: the default proxy reverts each layer alone to float and
+   measures, with onnxruntime on the first ``rank_samples`` evaluation samples, how much closer the
+   model's first output gets to the FP32 one (mean squared error); ``rank_by="metric"`` uses
+   ``evaluate`` itself per layer (exact, one full evaluation per layer).
+3. Greedy: keep the most sensitive layer in float, then the next..., evaluating after each, and stop as
+   soon as the drop is within the budget.
+4. Then each layer kept in float is tried back in INT8 (least sensitive first) and stays INT8 when the
+   drop stays within the budget, so no layer is in float that the budget does not need.
+
+Reverting a layer is a graph edit of the QDQ model (:mod:`.revert`), so the result runs on every
+backend that reads QDQ ONNX: ``evaluate`` may run it with onnxruntime or OpenVINO.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import onnx_ir as ir
+
+from ...data import Dataset
+from ...errors import BadInputError
+from ._session import outputs
+from .qdq import QuantizeSettings, quantize_qdq
+from .revert import keep_in_float, quantized_layers
+
+Scorer = Callable[[ir.Model], float]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One evaluation of the search: the layers in float then, the score (percent) and the drop (points)."""
+
+    float_layers: tuple[str, ...]
+    score: float
+    drop: float
+    action: str  # "int8" (nothing in float), "add" (greedy), "try-remove" (back to INT8 if the budget holds)
+
+    def to_json(self) -> dict[str, object]:
+        return {"float_layers": list(self.float_layers), "score": self.score, "drop": self.drop, "action": self.action}
+
+
+@dataclass
+class MixedPrecisionResult:
+    """The model with ``float_layers`` in float and the rest INT8; ``drop`` = FP32 score - its score (points)."""
+
+    model: ir.Model
+    float_layers: list[str]
+    drop: float
+    steps: list[Step]
+    reference_score: float
+    int8_score: float
+    score: float
+    within_budget: bool
+    sensitivity: list[tuple[str, float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        kept = ", ".join(self.float_layers) if self.float_layers else "none"
+        return (f"mixed precision: FP32 {self.reference_score:.2f}%, all INT8 {self.int8_score:.2f}%, result "
+                f"{self.score:.2f}% (drop {self.drop:.2f} points, {'within' if self.within_budget else 'OVER'} budget) "
+                f"with {len(self.float_layers)} layers in float: {kept}; {len(self.steps)} evaluations")
+
+
+def onnxruntime_scorer(eval_data: Dataset, reference: ir.Model | None = None) -> Scorer:
+    """Percent top-1 of a model run by onnxruntime on ``eval_data``: against its labels, else agreement with
+    ``reference``'s (the FP32 model) top-1."""
+    from ...evaluation import top1_accuracy, top1_agreement
+
+    if eval_data.labels is not None:
+        return lambda m: top1_accuracy(outputs(m, eval_data), eval_data.labels)
+    if reference is None:
+        raise BadInputError("evaluation data without labels needs the FP32 model to measure agreement with")
+    ref = outputs(reference, eval_data)
+    return lambda m: top1_agreement(outputs(m, eval_data), ref)
+
+
+def _subset(data: Dataset, samples: int) -> Dataset:
+    batches, valid, n = [], [], 0
+    for b, v in zip(data.batches, data.valid):
+        if n >= samples:
+            break
+        batches.append(b)
+        valid.append(v)
+        n += v
+    return Dataset(batches, valid, None, data.source)
+
+
+def rank_by_output_error(qmodel: ir.Model, float_model: ir.Model, layers: list[str], data: Dataset
+                         ) -> list[tuple[str, float]]:
+    """(layer, sensitivity) most sensitive first: how much the MSE of the first output against FP32 falls
+    (relative to the all-INT8 MSE, 0-1) when only that layer is kept in float."""
+    ref = outputs(float_model, data).astype(np.float64)
+    base = float(np.mean((outputs(qmodel, data) - ref) ** 2)) or 1e-30
+    scores = []
+    for name in layers:
+        got = outputs(keep_in_float(qmodel, float_model, [name]).model, data)
+        scores.append((name, (base - float(np.mean((got - ref) ** 2))) / base))
+    return sorted(scores, key=lambda s: -s[1])
+
+
+def rank_by_metric(qmodel: ir.Model, float_model: ir.Model, layers: list[str], evaluate: Scorer
+                   ) -> list[tuple[str, float]]:
+    """(layer, score gained in points by keeping only that layer in float), most sensitive first."""
+    base = evaluate(qmodel)
+    scores = [(n, evaluate(keep_in_float(qmodel, float_model, [n]).model) - base) for n in layers]
+    return sorted(scores, key=lambda s: -s[1])
+
+
+def quantize_within_budget(
+    model: ir.Model, calibration: Dataset, eval_data: Dataset, max_drop: float,
+    settings: QuantizeSettings = QuantizeSettings(), *, evaluate: Scorer | None = None,
+    quantized: ir.Model | None = None, rank_by: Literal["output_error", "metric"] = "output_error",
+    rank_samples: int = 128, layers: list[str] | None = None,
+) -> MixedPrecisionResult:
+    """INT8 QDQ ``model`` with the fewest layers in float that keep the drop of ``evaluate`` (percent,
+    default onnxruntime top-1 / agreement on ``eval_data``) within ``max_drop`` points of the FP32 model.
+
+    ``quantized``: the QDQ model to start from (e.g. after equalisation and bias correction, made from
+    ``model``); default: ``quantize_qdq(model, calibration, settings)``. ``layers``: the candidates
+    (default: every INT8 layer but data movement). Evaluations are listed in ``steps``."""
+    if not (isinstance(max_drop, (int, float)) and math.isfinite(max_drop) and max_drop >= 0):
+        raise BadInputError(f"the maximum accuracy drop must be a finite number of points >= 0, got {max_drop}")
+    evaluate = evaluate or onnxruntime_scorer(eval_data, model)
+    qmodel = quantized if quantized is not None else quantize_qdq(model, calibration, settings).model
+    reference = evaluate(model)
+    int8 = evaluate(qmodel)
+    steps = [Step((), int8, reference - int8, "int8")]
+    result = MixedPrecisionResult(qmodel, [], reference - int8, steps, reference, int8, int8, reference - int8 <= max_drop)
+    if result.within_budget:
+        return result
+    candidates = layers if layers is not None else quantized_layers(qmodel)
+    if rank_by == "metric":
+        ranking = rank_by_metric(qmodel, model, candidates, evaluate)
+    else:
+        ranking = rank_by_output_error(qmodel, model, candidates, _subset(eval_data, rank_samples))
+    result.sensitivity = ranking
+    chosen: list[str] = []
+    best = (qmodel, int8)
+    for name, _ in ranking:
+        chosen.append(name)
+        reverted = keep_in_float(qmodel, model, chosen)
+        score = evaluate(reverted.model)
+        steps.append(Step(tuple(chosen), score, reference - score, "add"))
+        best = (reverted.model, score)
+        result.notes = reverted.notes
+        if reference - score <= max_drop:
+            break
+    for name in reversed(list(chosen)):
+        if len(chosen) == 1 or reference - best[1] > max_drop:
+            break
+        trial = [n for n in chosen if n != name]
+        reverted = keep_in_float(qmodel, model, trial)
+        score = evaluate(reverted.model)
+        steps.append(Step(tuple(trial), score, reference - score, "try-remove"))
+        if reference - score <= max_drop:
+            chosen, best = trial, (reverted.model, score)
+    result.model, result.score = best
+    result.float_layers = chosen
+    result.drop = reference - best[1]
+    result.within_budget = result.drop <= max_drop
+    return result
