@@ -233,6 +233,7 @@ def finetune_distill(
     temperature: float = DEFAULT_TEMPERATURE,
     held_out: float = 0.1,
     seed: int = 0,
+    threads: int | None = None,
     progress: Progress | None = None,
 ) -> FinetuneResult:
     """Train ``student`` (a pruned ``teacher``; not modified) to reproduce ``teacher``'s outputs on the
@@ -240,7 +241,8 @@ def finetune_distill(
     share of the samples (seeded) is kept out of training and measures the result.
 
     Stops after ``time_budget_s`` seconds of training, ``epochs`` passes or ``max_steps`` steps, whichever
-    comes first. ``progress(step, total or None, loss, seconds)`` is called after every step. Returns the
+    comes first. ``progress(step, total or None, loss, seconds)`` is called after every step. torch uses
+    ``threads`` threads (default: the cores this process may run on). Returns the
     fine-tuned copy of ``student`` and the figures; MissingExtra (exit 3) without torch, VerificationError
     when the written-back model does not reproduce the torch student within WRITEBACK_TOLERANCE."""
     torch = import_torch()
@@ -251,7 +253,7 @@ def finetune_distill(
     names = [v.name for v in student.graph.inputs]
     if [v.name for v in teacher.graph.inputs] != names or len(teacher.graph.outputs) != len(student.graph.outputs):
         raise BadInputError("fine-tuning: the student's inputs and outputs must be the teacher's")
-    torch.set_num_threads(available_cores())
+    torch.set_num_threads(threads or available_cores())
     torch.manual_seed(seed)
     arrays = _samples(batches, names)
     count = len(arrays[names[0]])
