@@ -86,7 +86,7 @@ def _weights(model: ir.Model) -> dict[str, np.ndarray]:
 def tuned(pruned):
     teacher, student, feeds = pruned
     calls = []
-    result = finetune_distill(teacher, student, feeds, time_budget_s=600, max_steps=120, batch_size=32, lr=3e-3,
+    result = finetune_distill(teacher, student, feeds, time_budget_s=600, max_steps=120, batch_size=32, lr=3e-3, threads=1,
                               progress=lambda *a: calls.append(a))
     return result, calls
 
