@@ -184,3 +184,20 @@ def test_without_torch_the_error_names_the_extra(pruned, monkeypatch):
     with pytest.raises(MissingExtra, match=r'pip install "edgecc\[train\]"') as info:
         finetune_distill(teacher, student, feeds, time_budget_s=1)
     assert info.value.exit_code == 3
+
+
+@needs_torch
+def test_an_op_torch_cannot_run_is_a_clear_error():
+    from edgecc.errors import UnsupportedError
+
+    graph = helper.make_graph(
+        [helper.make_node("Hardmax", ["x"], ["h"]), helper.make_node("MatMul", ["h", "w"], ["y"])], "hardmax",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [numpy_helper.from_array(np.ones((4, 3), np.float32), "w")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    model = ir.from_proto(proto)
+    feeds = [{"x": np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)} for _ in range(4)]
+    with pytest.raises(UnsupportedError, match="cannot be converted to torch.*Hardmax"):
+        finetune_distill(model, model, feeds, time_budget_s=1)
