@@ -49,6 +49,11 @@ class BackendUnavailable(EdgeccError):
     exit_code = EXIT_UNAVAILABLE
 
 
+class MissingExtra(BackendUnavailable):
+    """An optional feature's package is missing (torch for fine-tuning). The message carries the exact install
+    command of the extra that brings it."""
+
+
 class VerificationError(EdgeccError):
     """A compiled model's outputs are outside the tolerance against the onnxruntime reference."""
 
