@@ -87,7 +87,7 @@ def main() -> None:
     import onnx_ir as ir
 
     from edgecc.data import DataSpec, load_dataset
-    from edgecc.graph import commands
+    from edgecc import transform
     from edgecc.graph.equivalence import interface
     from edgecc.graph.finetune import finetune_distill
     from edgecc.targets.host import available_cores
@@ -110,7 +110,7 @@ def main() -> None:
     rows = []
     for ratio in args.ratios:
         pruned_path = tmp / f"pruned-{ratio}.onnx"
-        outcome = commands.prune(args.model, pruned_path, ratio=ratio, calibration=DataSpec(str(args.calibration)))
+        outcome = transform.prune(args.model, pruned_path, ratio=ratio, calibration=DataSpec(str(args.calibration)))
         fewer = 1 - outcome.after["flops"] / outcome.before["flops"]
         pruned_top1 = top1(pruned_path, evaluation)
         print(f"ratio {ratio}: {100 * fewer:.1f}% fewer FLOPs, top-1 {pruned_top1:.2f}% without fine-tuning", flush=True)

@@ -30,7 +30,7 @@ import onnx_ir as ir
 
 from edgecc.data import load_dataset
 from edgecc.graph.analysis import analyze
-from edgecc.graph.commands import copy_model
+from edgecc.transform import copy_model
 from edgecc.graph.io import prepare_model, to_proto
 from edgecc.graph.passes import fold_shape_computations
 from edgecc.graph.prune import build_dependency_graph, materialise, plan_pruning

@@ -37,6 +37,7 @@ ShapeOpt = Annotated[
 TargetsFileOpt = Annotated[Optional[Path], typer.Option("--targets-file", help="a TOML file with more targets")]
 HtmlOpt = Annotated[Optional[Path], typer.Option("--html", help="also write a self-contained HTML report here")]
 JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="also write the result as JSON to this path ('-' for stdout)")]
+MetricOpt = Annotated[Optional[str], typer.Option("--metric", help="the metric accuracy drops are measured in: top1, top5, agreement, psnr, cosine, an installed edgecc.metrics plugin, or MODULE:FUNCTION (default: top1 with labels, else agreement; docs/metrics.md)")]
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -14,7 +14,7 @@ from ..errors import EXIT_BUG, EXIT_VERIFICATION
 from . import int8_options as q
 from .options import DataOptions, data_options, graph_steps
 from .common import (
-    DeviceOpt, HtmlOpt, JsonOpt, LayerRunsOpt, MemoryLimitOpt, MinTimeOpt, ModelArg, RunsOpt, ShapeOpt, TargetOpt,
+    DeviceOpt, HtmlOpt, JsonOpt, LayerRunsOpt, MemoryLimitOpt, MetricOpt, MinTimeOpt, ModelArg, RunsOpt, ShapeOpt, TargetOpt,
     TargetsFileOpt, WarmupOpt, app, err, gib_bytes, handle_errors, out, parse_options, profile_settings, split_list,
     write_json, zoo_app,
 )
@@ -204,7 +204,7 @@ def compare(
     device: DeviceOpt = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval", help="accuracy columns on this data: an .npz with inputs and 'labels' (or images: agreement only)")] = None,
     max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", help="flag rows losing more than this many points of accuracy vs the baseline")] = None,
-    metric: Annotated[Optional[str], typer.Option("--metric", help="the metric accuracy drops are measured in: top1, top5, agreement, psnr, cosine, an installed edgecc.metrics plugin, or MODULE:FUNCTION (default: top1 with labels, else agreement)")] = None,
+    metric: MetricOpt = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", help="BACKEND.KEY=VALUE: an option of one backend (repeatable)")] = None,
     vary: q.VaryOpt = None,
     data: DataOptions = None,

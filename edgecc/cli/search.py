@@ -12,7 +12,7 @@ from ..errors import BadInputError
 from . import int8_options as q
 from .options import DataOptions, data_options, graph_step_spaces
 from .common import (
-    HtmlOpt, LayerRunsOpt, MinTimeOpt, ModelArg, RunsOpt, ShapeOpt, TargetOpt, TargetsFileOpt, WarmupOpt, app, err,
+    HtmlOpt, LayerRunsOpt, MetricOpt, MinTimeOpt, ModelArg, RunsOpt, ShapeOpt, TargetOpt, TargetsFileOpt, WarmupOpt, app, err,
     handle_errors, out, profile_settings, split_list, write_json,
 )
 
@@ -28,7 +28,7 @@ def search_cmd(
     backends: Annotated[Optional[str], typer.Option("--backends", help="comma-separated; default: every backend the target lists")] = None,
     precisions: Annotated[Optional[str], typer.Option("--precisions", help="comma-separated; default: what each backend can do")] = None,
     max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", help="points of accuracy a variant may lose against the original model's onnxruntime FP32")] = 1.0,
-    metric: Annotated[Optional[str], typer.Option("--metric", help="the metric accuracy drops are measured in: top1, top5, agreement, psnr, cosine, an installed edgecc.metrics plugin, or MODULE:FUNCTION (default: top1 with labels, else agreement)")] = None,
+    metric: MetricOpt = None,
     time_budget: Annotated[Optional[str], typer.Option("--time-budget", help="stop after this long with what was measured: 30m, 90s, 1h (default: no limit; the baseline always runs)")] = None,
     input_shape: ShapeOpt = None,
     targets_file: TargetsFileOpt = None,

@@ -27,11 +27,9 @@ def resolve_target(
     if not isinstance(target, str):
         return target
     if target == "host" and measure_host_peak:
-        from ..profiling.roofline import host_peak_gflops
-        from ..targets import detect_host
+        from ..targets.host import measure_peak_again
 
-        host_peak_gflops(again=True)  # 1 s; keeps the best measurement so far
-        detect_host.cache_clear()
+        measure_peak_again()  # 1 s; keeps the best measurement so far
     return load_registry(targets_file).get(target)
 
 

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgecc.data import DataSpec
 from edgecc.errors import BadInputError, MissingExtra
-from edgecc.graph import commands
+from edgecc import transform
 from edgecc.graph.finetune import WRITEBACK_TOLERANCE, finetune_distill
 
 HAVE_TRAIN = all(importlib.util.find_spec(m) is not None for m in ("torch", "onnx2torch"))
@@ -69,7 +69,7 @@ def pruned(tmp_path_factory):
     onnx.save(small_cnn(), tmp / "cnn.onnx")
     x = np.random.default_rng(1).standard_normal((SAMPLES, 3, 12, 12)).astype(np.float32)
     np.savez(tmp / "calib.npz", input=x)
-    commands.prune(tmp / "cnn.onnx", tmp / "pruned.onnx", ratio=0.5, calibration=DataSpec(str(tmp / "calib.npz")))
+    transform.prune(tmp / "cnn.onnx", tmp / "pruned.onnx", ratio=0.5, calibration=DataSpec(str(tmp / "calib.npz")))
     feeds = [{"input": x[i:i + 1]} for i in range(SAMPLES)]
     return ir.load(tmp / "cnn.onnx"), ir.load(tmp / "pruned.onnx"), feeds
 

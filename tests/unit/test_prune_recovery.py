@@ -16,7 +16,7 @@ from onnx import TensorProto, numpy_helper
 
 from conftest import make_model
 from edgecc.errors import BadInputError
-from edgecc.graph.commands import copy_model
+from edgecc.transform import copy_model
 from edgecc.graph.equivalence import run_model
 from edgecc.graph.io import to_proto
 from edgecc.graph.passes import fold_shape_computations
