@@ -53,3 +53,16 @@ def outputs(model: ir.Model, dataset: Dataset, name: str | None = None) -> np.nd
 
 def nodes_by_name(model: ir.Model) -> dict[str, ir.Node]:
     return {n.name: n for n in model.graph if n.name}
+
+
+class CalibrationReader:
+    """onnxruntime's CalibrationDataReader protocol over a Dataset (each batch once)."""
+
+    def __init__(self, dataset: Dataset):
+        self._it = iter(dataset.batches)
+
+    def get_next(self) -> dict | None:
+        return next(self._it, None)
+
+    def rewind(self) -> None:  # pragma: no cover - not used by static quantisation
+        raise NotImplementedError

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...data import Dataset
 from ...errors import BadInputError, ModelError
 from ..io import EXTERNAL_DATA_THRESHOLD, MAX_IR_VERSION, model_bytes, save_model
+from ._session import CalibrationReader
 
 Method = Literal["minmax", "percentile", "entropy", "mse"]
 # Histogram bins for entropy calibration: onnxruntime searches thresholds in Python, O(bins^2) per tensor
@@ -67,19 +68,6 @@ class QuantizeResult:
     ranges: list = field(default_factory=list)  # method mse: the RangeChoice of every activation tensor
     # the float model that was quantised (after onnxruntime's pre-processing): node names match the QDQ model's
     float_model: ir.Model | None = None
-
-
-class _Reader:
-    """onnxruntime's CalibrationDataReader protocol over a Dataset (each batch once)."""
-
-    def __init__(self, dataset: Dataset):
-        self._it = iter(dataset.batches)
-
-    def get_next(self) -> dict | None:
-        return next(self._it, None)
-
-    def rewind(self) -> None:  # pragma: no cover - not used by static quantisation
-        raise NotImplementedError
 
 
 def _methods():
@@ -129,7 +117,7 @@ def quantize_qdq(model: ir.Model, calibration: Dataset, settings: QuantizeSettin
                 elif settings.method != "minmax":
                     cache = _histogram_ranges(src, calibration, settings, Path(tmp))
                 quantize_static(
-                    str(src), str(out), None if cache else _Reader(calibration), quant_format=QuantFormat.QDQ,
+                    str(src), str(out), None if cache else CalibrationReader(calibration), quant_format=QuantFormat.QDQ,
                     per_channel=settings.per_channel, activation_type=qtype[settings.activations],
                     weight_type=qtype[settings.weights], calibrate_method=_methods()[settings.method],
                     extra_options=extra, calibration_cache_path=cache,
@@ -187,7 +175,7 @@ def _histogram_ranges(model_path: Path, calibration: Dataset, settings: Quantize
     )
     for start in range(0, len(calibration.batches), CHUNK):
         chunk = Dataset(calibration.batches[start:start + CHUNK], calibration.valid[start:start + CHUNK], None, calibration.source)
-        calibrator.collect_data(_Reader(chunk))
+        calibrator.collect_data(CalibrationReader(chunk))
     path = tmp / "ranges.json"
     save_tensors_data(calibrator.compute_data(), path)
     return path

@@ -73,13 +73,13 @@ def candidate_ranges(model_path: Path, calibration: Dataset, symmetric: bool, tm
     PERCENTILES (one histogram pass) and KL entropy (one more pass)."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
 
-    from .qdq import _Reader
+    from ._session import CalibrationReader
 
     def run(method, options, name):
         cal = create_calibrator(model_path, None, augmented_model_path=str(tmp / f"aug-{name}.onnx"),
                                 calibrate_method=method, extra_options=options)
         for part in _chunks(calibration, chunk):
-            cal.collect_data(_Reader(part))
+            cal.collect_data(CalibrationReader(part))
         return cal
 
     found: dict[str, dict[str, tuple[float, float]]] = {}
