@@ -94,15 +94,17 @@ def accuracy_notes(report) -> list[str]:
     if report.max_accuracy_drop is None:
         return []
     lines = []
+    metric = report.accuracy_metric
+    unit = "points" if metric in ("top1", "top5", "agreement", None) else f"of {metric}"
     for r in report.results:
         if r.within_accuracy_budget is False:
-            lines.append(f"over budget: {r.name} {r.precision} loses {r.accuracy_drop:.2f} points "
+            lines.append(f"over budget: {r.name} {r.precision} loses {r.accuracy_drop:{'.2f' if unit == 'points' else '.4g'}} {unit} "
                          f"(budget {report.max_accuracy_drop:g})")
     ok = [r for r in report.results if r.status == "ok" and r.within_accuracy_budget and r.latency_ms is not None]
     if ok:
         best = min(ok, key=lambda r: r.latency_ms.p50)
         speed = f", {best.speedup:.2f}x the baseline" if best.speedup else ""
-        lines.append(f"fastest within {report.max_accuracy_drop:g} points: {best.name} {best.precision} "
+        lines.append(f"fastest within {report.max_accuracy_drop:g} {unit}: {best.name} {best.precision} "
                      f"({best.latency_ms.p50:.3f} ms{speed})")
     return lines
 

@@ -45,6 +45,10 @@ def _accuracy_columns(report: CompareReport) -> list:
         cols.append(("agree %", lambda r: _pct(r.agreement)))
     if any(r.psnr_db is not None for r in rows):
         cols.append(("PSNR dB", lambda r: _pct(r.psnr_db)))
+    metric = report.accuracy_metric
+    shown = {"top1", "agreement", "psnr", None}
+    if metric not in shown and any(metric in (r.metrics or {}) for r in rows):
+        cols.append((metric.rpartition(":")[2], lambda r: "-" if metric not in (r.metrics or {}) else f"{r.metrics[metric]:.4g}"))
     if any(r.accuracy_drop is not None for r in rows):
         def drop(r: ResultRow) -> str:
             if r.accuracy_drop is None:
@@ -52,7 +56,7 @@ def _accuracy_columns(report: CompareReport) -> list:
             text = f"{r.accuracy_drop:+.2f}"
             return f"[red]{text} over[/]" if r.within_accuracy_budget is False else text
 
-        cols.append(("drop pts", drop))
+        cols.append(("drop pts" if metric in ("top1", "top5", "agreement", None) else "drop", drop))
     return cols
 
 
