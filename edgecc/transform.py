@@ -197,7 +197,7 @@ class RewriteOutcome:
 
     source: str
     output: str | None
-    result: object  # SparsityResult or LowRankResult
+    result: object  # the rewrite's own result (per-layer details)
     before: dict[str, int]
     after: dict[str, int]
     equivalence: Equivalence
