@@ -94,7 +94,7 @@ def test_evaluate_cli_prints_and_writes_json(tmp_path, labelled):
     assert json.loads((tmp_path / "r.json").read_text()) == {"samples": 10, "top1": 70.0, "agreement": None, "psnr_db": None,
                                                                  "metrics": {"top1": 70.0}}
     result = runner.invoke(app, ["evaluate", str(ident), "--data", str(path), "--metric", "agreement"])
-    assert result.exit_code == 2 and "compare with the FP32 reference model: give one" in " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "agreement compares with the FP32 reference model: give one" in " ".join(result.stderr.split())
     result = runner.invoke(app, ["evaluate", str(ident), "--data", "random"])
     assert result.exit_code == 2 and "Traceback" not in result.stderr and "not random" in result.stderr
 
