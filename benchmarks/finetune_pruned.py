@@ -1,7 +1,7 @@
 """Top-1 of pruned CNNs before and after distillation fine-tuning (edgecc.graph.finetune), per time budget.
 
-For each ratio the model is pruned as `edgecc prune MODEL --ratio R --calibration CALIB` does (channels ranked
-on the calibration samples, removed channels' means folded into the next biases), then fine-tuned towards the
+For each ratio the model is pruned as `edgecc prune MODEL --ratio R --calibration CALIB --no-recover` does
+(channels ranked on the calibration samples, removed channels' means folded into the next biases), then fine-tuned towards the
 original model's outputs on UNLABELLED training images for each time budget (each budget a fresh run from the
 pruned model: the cosine schedule spans its budget). Top-1 is measured with onnxruntime on every labelled
 evaluation sample; the labels are never used for training.
@@ -110,7 +110,8 @@ def main() -> None:
     rows = []
     for ratio in args.ratios:
         pruned_path = tmp / f"pruned-{ratio}.onnx"
-        outcome = transform.prune(args.model, pruned_path, ratio=ratio, calibration=DataSpec(str(args.calibration)))
+        outcome = transform.prune(args.model, pruned_path, ratio=ratio, calibration=DataSpec(str(args.calibration)),
+                                   recover=False)
         fewer = 1 - outcome.after["flops"] / outcome.before["flops"]
         pruned_top1 = top1(pruned_path, evaluation)
         print(f"ratio {ratio}: {100 * fewer:.1f}% fewer FLOPs, top-1 {pruned_top1:.2f}% without fine-tuning", flush=True)

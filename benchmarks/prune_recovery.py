@@ -1,13 +1,13 @@
 """Pruning that keeps accuracy without training: top-1 on a labelled held-out set of trained models pruned at
 several ratios, four ways, all from the same calibration samples:
 
-- ``l1``: today's ``edgecc prune --ratio R`` without data (channels ranked by weight norm, nothing folded);
-- ``mean-compensated``: today's ``edgecc prune --ratio R --calibration DATA`` (ranked by activation, removed
+- ``l1``: ``edgecc prune --ratio R`` without data (channels ranked by weight norm, nothing folded);
+- ``mean-compensated``: ``edgecc prune --ratio R --calibration DATA --no-recover`` (ranked by activation, removed
   channels' means folded into the next layers' biases);
 - ``least-squares``: the same plan, then every layer that reads pruned channels re-fitted in closed form to the
-  original model's outputs (edgecc.graph.prune.recover);
+  original model's outputs (edgecc.graph.prune.recover; ``edgecc prune --ratio R --calibration DATA``);
 - ``iterative``: the same final channel counts reached in ``--steps`` steps, ranking and re-fitting after each
-  (edgecc.graph.prune.iterative).
+  (edgecc.graph.prune.iterative; ``edgecc prune ... --steps N``).
 
     python benchmarks/prune_recovery.py [--case MODEL.onnx CALIB.npz EVAL.npz]... [--ratios 0.3,0.5,0.7] [--steps 4]
         [--flatten-blocks off|on|both]
@@ -52,7 +52,7 @@ def predictions(model: ir.Model, data) -> np.ndarray:
 
 
 def prune_one_shot(model: ir.Model, ratio: float, feeds, flatten_blocks: bool) -> dict:
-    """Today's edgecc prune: with ``feeds`` measured and mean-compensated, without them l1 and nothing folded."""
+    """edgecc prune --no-recover: with ``feeds`` measured and mean-compensated, without them l1 and nothing folded."""
     fold_shape_computations(model)
     graph = build_dependency_graph(model, flatten_blocks=flatten_blocks)
     means = measure(graph, feeds) if feeds is not None else None
@@ -120,9 +120,10 @@ def write_markdown(report: dict, path: Path) -> None:
              "wall-clock seconds of pruning + recovery and only indicative), Python {}.".format(report["python"]), "",
              "Command: `" + report["command"] + "`", "",
              "Methods: **l1** = `edgecc prune --ratio R` without data; **mean-compensated** = `edgecc prune --ratio R "
-             "--calibration DATA` as of today (activation ranking, removed channels' means folded into biases); "
+             "--calibration DATA --no-recover` (activation ranking, removed channels' means folded into biases); "
              "**least-squares** = the same plan, then every layer reading pruned channels re-fitted in closed form "
-             "to the original model's layer outputs on the calibration samples (`edgecc.graph.prune.recover`); "
+             "to the original model's layer outputs on the calibration samples (`edgecc.graph.prune.recover`, what "
+             "`edgecc prune --calibration DATA` does by default); "
              f"**iterative** = the same final channel counts in {report['steps']} steps, re-ranking and re-fitting "
              "after each (`edgecc.graph.prune.iterative`). Agreement: top-1 equal to the unpruned model's. Planner *today's*: "
              "a Flatten that merges channels with spatial positions stops pruning (the layers before it keep their "

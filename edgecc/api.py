@@ -280,19 +280,20 @@ def prune(
     input_shapes: ShapeArg = None,
     dry_run: bool = False,
     calibration: DataSpec | str | None = None,
+    recover: bool = True, steps: int = 1, finetune_s: float | None = None, progress: Callable | None = None,
 ):
-    """Structured channel pruning made physical (weights sliced): ``ratio`` of each coupled channel group
-    by ``criterion`` (l1, l2, bn-gamma, activation; "auto": activation with ``calibration``, else l1), or
-    ``zero_channels`` (exact). With ``calibration`` (real samples) removed channels' means are folded into
-    the next layers' biases. Returns the plan, FLOPs/params before and after, and the output difference
-    from the original."""
+    """Structured channel pruning made physical: ``ratio`` of each channel group by ``criterion`` ("auto": activation
+    with ``calibration``, else l1), or ``zero_channels`` (exact). With ``calibration`` (real samples, the first 100
+    measure) the next layers are re-fitted by least squares in ``steps`` (``recover=False``: removed means folded
+    into biases), then ``finetune_s`` seconds of distillation on all the samples. See edgecc.transform.prune."""
     from . import transform
 
-    cal = calibration_spec(calibration, check_settings(None)) if calibration is not None else None
+    full = (calibration if isinstance(calibration, DataSpec) else DataSpec(str(calibration))) if calibration is not None else None
     return transform.prune(
         model, output, ratio=ratio, zero_channels=zero_channels, criterion=criterion, round_to=round_to,
-        exclude=exclude, input_shapes=input_shapes_arg(input_shapes), dry_run=dry_run, calibration=cal,
-    )
+        exclude=exclude, input_shapes=input_shapes_arg(input_shapes), dry_run=dry_run, recover=recover, steps=steps,
+        calibration=calibration_spec(full, check_settings(None)) if full is not None else None,
+        finetune_s=finetune_s, finetune_data=full, progress=progress)
 
 
 def sparsify(

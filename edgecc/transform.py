@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import onnx_ir as ir
 
@@ -123,16 +123,72 @@ def model_stats(model: ir.Model) -> dict[str, int]:
 
 @dataclass
 class PruneOutcome:
+    """What ``prune`` did: the plan (for a pruning in steps, the one-shot plan whose channel counts it reached),
+    model stats, the output difference from the original on seeded random inputs, ``how`` the layers reading
+    removed channels were corrected ("least-squares recovery, N step(s)", "mean-compensated" or "none"), each
+    recovery step's per-layer figures and the fine-tuning's (None when not done)."""
+
     source: str
     output: str | None
     plan: object  # prune.PruningPlan
     before: dict[str, int]
     after: dict[str, int]
     equivalence: Equivalence | None
+    how: str = "none"
+    recovery: list[dict[str, object]] | None = None
+    finetune: dict[str, object] | None = None
 
     def to_json(self) -> dict[str, object]:
         return {"model": self.source, "output": self.output, "plan": self.plan.to_json(), "before": self.before,
-                "after": self.after, "output_error": None if self.equivalence is None else self.equivalence.to_json()}
+                "after": self.after, "output_error": None if self.equivalence is None else self.equivalence.to_json(),
+                "how": self.how, "recovery": self.recovery, "finetune": self.finetune}
+
+
+def _check_prune_options(ratio, zero_channels: bool, calibration: DataSpec | None, recover: bool, steps: int,
+                         finetune_s: float | None, dry_run: bool) -> None:
+    if ratio is not None and zero_channels:
+        raise BadInputError("give --ratio or --zero-channels, not both")
+    if ratio is None and not zero_channels:
+        raise BadInputError("give --ratio R (0 < R < 1) or --zero-channels")
+    if calibration is not None and calibration.is_random:
+        raise BadInputError("pruning measures channels on real samples: give --calibration a directory of images or an .npz, not random")
+    if steps < 1:
+        raise BadInputError(f"--steps must be at least 1, got {steps}")
+    if steps > 1 and not recover:
+        raise BadInputError("--steps prunes in steps with least-squares recovery after each; it cannot go with --no-recover")
+    if steps > 1 and (calibration is None or ratio is None):
+        raise BadInputError("--steps needs --ratio and --calibration: each step re-fits the next layers on those samples")
+    if finetune_s is None:
+        return
+    if calibration is None or ratio is None:
+        raise BadInputError("--finetune needs --ratio and --calibration: the pruned model is trained on those samples")
+    if finetune_s <= 0:
+        raise BadInputError(f"--finetune takes a time budget in seconds > 0, got {finetune_s:g}")
+    if dry_run:
+        raise BadInputError("--finetune trains the model that is written; it cannot go with --dry-run")
+    from .graph.finetune.bridge import import_onnx2torch, import_torch
+
+    import_torch()  # MissingExtra now, not after pruning
+    import_onnx2torch()
+
+
+def _prune_graph(model: ir.Model, feeds, *, ratio, zero_channels, criterion, round_to, excluded, recover, steps):
+    """(pruned model, plan, how, recovery steps' JSON) for ``model`` (shape computations folded; changed)."""
+    from .graph.prune import build_dependency_graph, materialise, plan_pruning
+    from .graph.prune.compensate import measure
+
+    if criterion == "auto":
+        criterion = "activation" if feeds is not None else "l1"
+    if feeds is not None and recover:
+        from .graph.prune.iterative import prune_iteratively
+
+        result = prune_iteratively(model, ratio, steps, feeds, criterion=criterion, round_to=round_to, exclude=excluded)
+        how = f"least-squares recovery, {steps} step{'s' if steps > 1 else ''}"
+        return result.model, result.plan, how, [s.to_json() for s in result.steps]
+    graph = build_dependency_graph(model)
+    means = measure(graph, feeds) if feeds is not None else None
+    plan = plan_pruning(graph, ratio=ratio, criterion=criterion, round_to=round_to, exclude=excluded, zero_channels=zero_channels)
+    return materialise(plan, means), plan, "mean-compensated" if means is not None else "none", None
 
 
 def prune(
@@ -147,24 +203,29 @@ def prune(
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     dry_run: bool = False,
     calibration: DataSpec | None = None,
+    recover: bool = True,
+    steps: int = 1,
+    finetune_s: float | None = None,
+    finetune_data: DataSpec | None = None,
+    progress: Callable[[int, int | None, float, float], None] | None = None,
 ) -> PruneOutcome:
     """Remove channels: the least important ``ratio`` of each coupled group, or (``zero_channels``) exactly
     those whose weights are all zero. The zero-channel result must equal the original within 1e-5
     (VerificationError otherwise); a ratio result's difference from the original is reported.
 
     With ``calibration`` (real samples), channels are ranked by what removing them moves the next layers
-    (criterion "activation", the default then) and their mean contribution is folded into those layers'
-    biases (edgecc.graph.prune.compensate); without it the default criterion is l1 and nothing is folded."""
+    (criterion "activation", the default then) and the layers that read removed channels are re-fitted by least
+    squares to the original's outputs on those samples (edgecc.graph.prune.recover), in ``steps`` steps;
+    ``recover=False`` folds the removed channels' means into their biases instead (edgecc.graph.prune.compensate).
+    Without it the default criterion is l1 and nothing is folded. ``finetune_s``: then train the pruned model for
+    that many seconds to reproduce the original's outputs on ``finetune_data`` (default: ``calibration``; needs
+    the train extra), ``progress(step, total, loss, seconds)`` after each step; the trained model is written."""
     from .data import load_dataset
     from .graph.equivalence import EXACT_TOLERANCE
     from .graph.passes import fold_shape_computations
-    from .graph.prune import build_dependency_graph, check_exclude, materialise, plan_pruning
-    from .graph.prune.compensate import measure
+    from .graph.prune import check_exclude
 
-    if ratio is not None and zero_channels:
-        raise BadInputError("give --ratio or --zero-channels, not both")
-    if ratio is None and not zero_channels:
-        raise BadInputError("give --ratio R (0 < R < 1) or --zero-channels")
+    _check_prune_options(ratio, zero_channels, calibration, recover, steps, finetune_s, dry_run)
     out = check_output_path(output, str(model)) if output is not None and not dry_run else None
     prepared = prepare_model(model, input_shapes)
     excluded = check_exclude(prepared.model, exclude)
@@ -172,14 +233,17 @@ def prune(
     fold_shape_computations(prepared.model)
     # counted after folding: FLOPs inside an If whose condition folds are not counted before it does
     before = model_stats(prepared.model)
-    graph = build_dependency_graph(prepared.model)
-    if calibration is not None and calibration.is_random:
-        raise BadInputError("pruning measures channels on real samples: give --calibration a directory of images or an .npz, not random")
-    means = measure(graph, load_dataset(calibration, prepared.inputs).batches) if calibration is not None and ratio is not None else None
-    if criterion == "auto":
-        criterion = "activation" if means is not None else "l1"
-    plan = plan_pruning(graph, ratio=ratio, criterion=criterion, round_to=round_to, exclude=excluded, zero_channels=zero_channels)
-    pruned = materialise(plan, means)
+    feeds = load_dataset(calibration, prepared.inputs).batches if calibration is not None and ratio is not None else None
+    pruned, plan, how, recovery = _prune_graph(prepared.model, feeds, ratio=ratio, zero_channels=zero_channels,
+                                               criterion=criterion, round_to=round_to, excluded=excluded,
+                                               recover=recover, steps=steps)
+    finetune = None
+    if finetune_s is not None:
+        from .graph.finetune import finetune_distill
+
+        samples = load_dataset(finetune_data or calibration, prepared.inputs).batches
+        tuned = finetune_distill(original, pruned, samples, time_budget_s=finetune_s, progress=progress)
+        pruned, finetune = tuned.model, tuned.to_json()
     after = model_stats(pruned)
     eq = check_equivalent(original, pruned, tolerance=EXACT_TOLERANCE)
     if eq.interface_changes:
@@ -188,7 +252,7 @@ def prune(
         raise VerificationError(f"{prepared.source}: removing all-zero channels changed the outputs: {eq.describe()}")
     if out is not None:
         write_model(pruned, out)
-    return PruneOutcome(prepared.source, str(out) if out else None, plan, before, after, eq)
+    return PruneOutcome(prepared.source, str(out) if out else None, plan, before, after, eq, how, recovery, finetune)
 
 
 @dataclass

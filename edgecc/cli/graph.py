@@ -9,7 +9,8 @@ import typer
 
 from .. import api
 from . import int8_options as q
-from .common import ModelArg, ShapeOpt, TargetsFileOpt, app, handle_errors, out, split_list, write_json
+from ..errors import BadInputError
+from .common import ModelArg, ShapeOpt, TargetsFileOpt, app, err, handle_errors, out, split_list, write_json
 
 OutputOpt = Annotated[Path, typer.Option("-o", "--output", help=".onnx file to write")]
 ReportOpt = Annotated[Optional[Path], typer.Option("--report", help="write what was done as JSON to this path ('-' for stdout)")]
@@ -83,6 +84,47 @@ def _print_plan(outcome) -> None:
                "(measure accuracy on real data with edgecc evaluate)")
 
 
+def _print_recovery(outcome) -> None:
+    if outcome.recovery is not None:
+        layers = outcome.recovery[-1]["layers"]
+        skipped = sum(len(s["skipped"]) for s in outcome.recovery)
+        if layers:
+            before = sum(lr["error_before"] for lr in layers) / len(layers)
+            after = sum(lr["error_after"] for lr in layers) / len(layers)
+            last = " in the last step" if len(outcome.recovery) > 1 else ""
+            _print(f"  {outcome.how}: {len(layers)} layers re-fitted{last} on {outcome.recovery[-1]['samples']} samples, "
+                   f"mean relative output error per layer {before:.3g} -> {after:.3g}"
+                   + (f" ({skipped} layers left as they were, see --report)" if skipped else ""))
+        else:
+            _print(f"  {outcome.how}: no layer to re-fit" + (f" ({skipped} could not be, see --report)" if skipped else ""))
+    elif outcome.how != "none":
+        _print(f"  {outcome.how}: removed channels' means folded into the next layers' biases")
+    f = outcome.finetune
+    if f is not None:
+        agree = ("" if f["agreement_before"] is None else
+                 f", held-out agreement with the original {f['agreement_before']:.1%} -> {f['agreement_after']:.1%}")
+        _print(f"  fine-tuned: {f['steps']} steps ({f['epochs']:.2f} epochs) in {f['seconds']:.1f} s on {f['train_samples']} "
+               f"samples, held-out output error {f['error_before']:.3g} -> {f['error_after']:.3g}{agree}")
+
+
+def _finetune_progress(budget_s: float | None, quiet: bool):
+    """A rich progress bar on stderr and the callback that advances it through fine-tuning's time budget (none
+    without ``budget_s``); logs and pipes get one line when fine-tuning starts."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err,
+                   disable=quiet or budget_s is None or not err.is_terminal, transient=True)
+    task = bar.add_task("pruning", total=None)
+
+    def on_step(step: int, total: int | None, loss: float, seconds: float) -> None:
+        if step == 1 and not quiet and not err.is_terminal:
+            err.print(f"fine-tuning the pruned model for {budget_s:g} s", highlight=False, markup=False)
+        bar.update(task, completed=min(seconds, budget_s), total=budget_s,
+                   description=f"fine-tuning: step {step}{'' if total is None else f'/{total}'}, loss {loss:.4g}")
+
+    return bar, on_step
+
+
 @app.command()
 @handle_errors
 def prune(
@@ -91,7 +133,10 @@ def prune(
     ratio: Annotated[Optional[float], typer.Option("--ratio", help="fraction of each channel group to remove, 0 < R < 1")] = None,
     zero_channels: Annotated[bool, typer.Option("--zero-channels", help="remove exactly the channels that are all zero where they are read (or never read)")] = False,
     criterion: Annotated[str, typer.Option("--criterion", help="channel importance: l1, l2, bn-gamma, or activation (measured on --calibration); default: activation with --calibration, else l1")] = "auto",
-    calibration: Annotated[Optional[str], typer.Option("--calibration", help="real samples (images, .npz) to measure channels on: ranks them by what removing them moves and folds their means into the next layers' biases")] = None,
+    calibration: Annotated[Optional[str], typer.Option("--calibration", help="real samples (images, .npz) to measure channels on: ranks them by what removing them moves and re-fits the layers that read removed channels by least squares to the original's outputs (the first 100 samples)")] = None,
+    no_recover: Annotated[bool, typer.Option("--no-recover", help="with --calibration: keep today's mean-compensated result instead of re-fitting the next layers by least squares")] = False,
+    steps: Annotated[int, typer.Option("--steps", help="with --calibration: prune in N steps with recovery after each")] = 1,
+    finetune: Annotated[Optional[float], typer.Option("--finetune", metavar="SECONDS", help="then train the pruned model for SECONDS to reproduce the original's outputs on the --calibration samples (distillation; needs pip install \"edgecc\\[train]\")")] = None,
     mean: q.MeanOpt = None,
     std: q.StdOpt = None,
     layout: q.LayoutOpt = None,
@@ -103,19 +148,22 @@ def prune(
 ) -> None:
     """Structured channel pruning, made physical: weights are sliced, so every backend runs a smaller model."""
     if output is None and not dry_run:
-        from ..errors import BadInputError
-
         raise BadInputError("give -o OUT.onnx, or --dry-run to only print the plan")
-    outcome = api.prune(
-        model, output, ratio=ratio, zero_channels=zero_channels, criterion=criterion, round_to=round_to,
-        exclude=split_list(exclude), input_shapes=input_shape, dry_run=dry_run,
-        calibration=q.data_spec(calibration, mean, std, layout) if calibration is not None else None,
-    )
+    quiet = report is not None and str(report) == "-"
+    bar, on_step = _finetune_progress(finetune, quiet)
+    with bar:
+        outcome = api.prune(
+            model, output, ratio=ratio, zero_channels=zero_channels, criterion=criterion, round_to=round_to,
+            exclude=split_list(exclude), input_shapes=input_shape, dry_run=dry_run,
+            calibration=q.data_spec(calibration, mean, std, layout) if calibration is not None else None,
+            recover=not no_recover, steps=steps, finetune_s=finetune, progress=on_step,
+        )
     write_json(report, outcome.to_json())
-    if report is not None and str(report) == "-":
+    if quiet:
         return
     _print(f"{outcome.source}: {'plan (dry run, nothing written)' if dry_run else 'pruned, written to ' + str(outcome.output)}")
     _print_plan(outcome)
+    _print_recovery(outcome)
 
 
 def _print_rewrite(outcome, head: str) -> None:

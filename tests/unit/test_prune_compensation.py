@@ -1,6 +1,7 @@
 """Pruning measured on data: channels ranked by activation, removed channels' means folded into the next
-layer's bias. Exact on channels that are constant, whatever layer reads them; more accuracy kept on a trained
-model than weight norms give; clear errors without real data."""
+layer's bias (--no-recover) or the next layers re-fitted by least squares (the default). Both exact on channels
+that are constant, whatever layer reads them; more accuracy kept on a trained model than weight norms give; clear
+errors without real data."""
 
 from __future__ import annotations
 
@@ -58,11 +59,13 @@ def samples(tmp_path) -> Path:
     return path
 
 
+@pytest.mark.parametrize("recover", [False, True])
 @pytest.mark.parametrize("reader", ["conv", "gemm", "matmul"])
-def test_constant_channels_are_removed_and_compensated_exactly(reader, samples, tmp_path):
+def test_constant_channels_are_removed_and_compensated_exactly(reader, recover, samples, tmp_path):
     src = tmp_path / "m.onnx"
     onnx.save(model_with_constant_channels(reader), src)
-    outcome = api.prune(src, tmp_path / "p.onnx", ratio=3 / 8, calibration=str(samples))
+    outcome = api.prune(src, tmp_path / "p.onnx", ratio=3 / 8, calibration=str(samples), recover=recover)
+    assert outcome.how == ("least-squares recovery, 1 step" if recover else "mean-compensated")
     [group] = [g for g in outcome.plan.groups if g.kept < g.channels]
     assert group.layers == ["conv1"] and (group.channels, group.kept) == (8, 5) and group.criterion == "activation"
     pruned = onnx.load(tmp_path / "p.onnx")
@@ -93,7 +96,8 @@ def test_without_compensation_the_same_removal_changes_the_outputs(samples, tmp_
 
 def test_trained_model_keeps_more_accuracy_when_pruning_is_measured_on_data(tmp_path):
     """The bundled MNIST CNN (real digits): pruned by half, with the calibration digits the measured criterion and
-    the folded means keep more of its top-1 accuracy on the 1,000 held-out digits than weight norms alone."""
+    least-squares recovery (the default with data) keep more of its top-1 accuracy on the 1,000 held-out digits
+    than weight norms alone."""
     model, calib, held_out = DATA / "mnist_cnn.onnx", DATA / "mnist_calib.npz", DATA / "mnist_eval.npz"
     api.prune(model, tmp_path / "l1.onnx", ratio=0.5)
     api.prune(model, tmp_path / "measured.onnx", ratio=0.5, calibration=str(calib))
@@ -117,6 +121,7 @@ def test_measured_pruning_needs_real_data(tmp_path):
 def test_compile_records_measured_pruning_in_the_manifest(tmp_path):
     art = api.compile(DATA / "mnist_cnn.onnx", "host", tmp_path / "a", backend="onnxruntime", prune=0.3,
                       calibration=str(DATA / "mnist_calib.npz"))
-    assert any(p.startswith("prune(ratio=0.3,criterion=activation,mean-compensated") for p in art.manifest.passes)
+    assert any(p.startswith("prune(ratio=0.3,criterion=activation,least-squares-recovered,round-to=8,removed=")
+               for p in art.manifest.passes), art.manifest.passes
     plain = api.compile(DATA / "mnist_cnn.onnx", "host", tmp_path / "b", backend="onnxruntime", prune=0.3)
     assert any(p.startswith("prune(ratio=0.3,criterion=l1,round-to=8,removed=") for p in plain.manifest.passes)

@@ -18,8 +18,8 @@ STEP_ROUND_TO, STEP_ROUND_FROM = 8, 64
 
 class PruneStep(GraphStep):
     """Remove the least important ``ratio`` of each coupled channel group. With real samples (the run's
-    calibration data) channels are ranked by activation and removed channels' means folded into biases;
-    without them by l1 norm."""
+    calibration data) channels are ranked by activation and the layers reading removed channels re-fitted by
+    least squares to the unpruned model's outputs (edgecc.graph.prune.recover); without them by l1 norm."""
 
     name: ClassVar[str] = "prune"
     flag: ClassVar[str] = "--prune"
@@ -54,13 +54,17 @@ class PruneStep(GraphStep):
     def apply(self, model: ir.Model, value: object, ctx: StepContext) -> str:
         from ..passes import fold_shape_computations
         from . import build_dependency_graph, materialise, plan_pruning
-        from .compensate import measure
 
-        fold_shape_computations(model)
-        graph = build_dependency_graph(model)
-        means = measure(graph, ctx.batches()) if ctx.measured else None
-        plan = plan_pruning(graph, ratio=float(value), criterion="activation" if ctx.measured else "l1",
-                            round_to=STEP_ROUND_TO, round_from=STEP_ROUND_FROM)
-        materialise(plan, means)
-        how = ("criterion=activation,mean-compensated" if ctx.measured else "criterion=l1") + f",round-to={STEP_ROUND_TO}"
-        return f"prune(ratio={value:g},{how},removed={plan.removed_channels})"
+        if ctx.measured:
+            from .iterative import prune_iteratively
+
+            plan = prune_iteratively(model, float(value), 1, ctx.batches(), criterion="activation", round_to=STEP_ROUND_TO,
+                                     round_from=STEP_ROUND_FROM).plan
+            how = "criterion=activation,least-squares-recovered"
+        else:
+            fold_shape_computations(model)
+            plan = plan_pruning(build_dependency_graph(model), ratio=float(value), criterion="l1", round_to=STEP_ROUND_TO,
+                                round_from=STEP_ROUND_FROM)
+            materialise(plan)
+            how = "criterion=l1"
+        return f"prune(ratio={value:g},{how},round-to={STEP_ROUND_TO},removed={plan.removed_channels})"
