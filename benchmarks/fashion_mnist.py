@@ -20,13 +20,18 @@ Writes into benchmarks/data/ (committed, small):
 - fmnist_resnet.onnx, fmnist_mobilenet.onnx  the trained nets (opset 17, batch 1);
 - fmnist_eval.npz     500 test images (50 per class, seeded): ``pixels`` uint8 [500, 1, 28, 28], ``labels`` int64;
 - fmnist_calib.npz    500 training images (50 per class, seeded) for calibration, same layout, no labels;
-and, with ``--test-set``, only the full test set (not committed, 7.7 MB; regenerate it):
-- fmnist_test.npz     all 10,000 test images with labels, the set benchmarks measure top-1 on.
+and, with ``--test-set``, only the sets benchmarks use beside them (not committed, ~60 MB; regenerate them):
+- fmnist_test.npz     all 10,000 test images with labels, the set benchmarks measure top-1 on;
+- fmnist_train.npz    all 60,000 training images WITHOUT labels: the unlabelled samples distillation
+                      fine-tuning (edgecc prune --finetune) trains on;
+- fmnist_select.npz   1,000 training images with labels (100 per class, seeded, none of fmnist_calib.npz's):
+                      the selection set of accuracy-aware mixed precision (edgecc quantize --eval), so no
+                      test image chooses what the test set then measures.
 
 Needs torch (CPU) at training time only (the ``train`` extra):
     pip install torch==2.13.0
     python benchmarks/fashion_mnist.py [--model resnet|mobilenet|all] [--epochs N]
-    python benchmarks/fashion_mnist.py --test-set          # writes benchmarks/data/fmnist_test.npz only
+    python benchmarks/fashion_mnist.py --test-set          # writes fmnist_test/train/select.npz only
 """
 
 from __future__ import annotations
@@ -189,6 +194,21 @@ def train(kind: str, args: argparse.Namespace, data: tuple[np.ndarray, ...]) -> 
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
 
 
+def write_benchmark_sets(args: argparse.Namespace, train_x, train_y, test_x, test_y) -> None:
+    """The sets benchmarks/accuracy.py measures with: the test set, the unlabelled training images and a
+    labelled selection set drawn from the training images that calibration does not use."""
+    cal = set(per_class(train_y, 50, args.seed + 1).tolist())
+    rest = np.array([i for i in range(len(train_y)) if i not in cal])
+    sel = rest[per_class(train_y[rest], 100, args.seed + 2)]
+    sets = {"fmnist_test.npz": dict(pixels=test_x, labels=test_y), "fmnist_train.npz": dict(pixels=train_x),
+            "fmnist_select.npz": dict(pixels=train_x[sel], labels=train_y[sel])}
+    for name, arrays in sets.items():
+        path = args.out / name
+        np.savez(path, **arrays)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {len(arrays['pixels'])} images"
+              + (" with labels" if "labels" in arrays else ", no labels"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=("resnet", "mobilenet", "all"), default="all")
@@ -200,16 +220,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--idx-dir", type=Path, default=IDX_DIR)
     ap.add_argument("--out", type=Path, default=OUT)
-    ap.add_argument("--test-set", action="store_true", help="only write fmnist_test.npz (all 10,000 test images)")
+    ap.add_argument("--test-set", action="store_true",
+                    help="only write fmnist_test.npz, fmnist_train.npz and fmnist_select.npz (see above)")
     args = ap.parse_args()
 
     train_x, train_y = load_split("train", args.idx_dir)
     test_x, test_y = load_split("t10k", args.idx_dir)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.test_set:
-        path = args.out / "fmnist_test.npz"
-        np.savez(path, pixels=test_x, labels=test_y)
-        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {len(test_y)} test images with labels")
+        write_benchmark_sets(args, train_x, train_y, test_x, test_y)
         return
     import torch
 
