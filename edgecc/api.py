@@ -47,6 +47,7 @@ def compile(
     calibration: DataSpec | str | None = None,
     quantize: QuantizeSettings | dict | None = None,
     graph: GraphRecipe | None = None,
+    progress: Callable[[str], None] | None = None,
     **steps: object,
 ) -> Artifact:
     """Compile ``model`` (a path or ``zoo:NAME``) for ``target`` into the artifact directory ``out_dir``.
@@ -56,7 +57,8 @@ def compile(
     or ``random`` for latency-only work; see edgecc.data) and takes ``quantize`` settings.
     Graph steps (edgecc.graph.steps: ``prune=0.3``, ``lowrank=0.9``, ``optimize=True``, or a ``graph`` recipe)
     rewrite the graph first; they are recorded in the manifest's passes and notes. Steps that measure (pruning)
-    use ``calibration`` when it holds real samples, at any precision.
+    use ``calibration`` when it holds real samples, at any precision; fine-tuning (``finetune=SECONDS``) trains on
+    them and needs them. ``progress(text)`` is told what a long step is doing, then that the backend compiles.
     """
     cal = calibration_spec(calibration, check_settings(quantize)) if calibration is not None else None
     recipe = GraphRecipe(**((graph.values() if graph is not None else {}) | steps))
@@ -65,7 +67,9 @@ def compile(
     be = get_backend(backend or tgt.preferred_backend)
     check_request(be, tgt, precision)
     prepared = prepare_model(model, input_shapes_arg(input_shapes))
-    done = apply_recipe(prepared, recipe, cal)
+    done = apply_recipe(prepared, recipe, cal, progress)
+    if progress is not None:
+        progress(f"compiling with {be.name}")
     return build_artifact(
         prepared, tgt, be, precision, options, Path(out_dir),
         calibration=calibration if precision == "int8" else None, quantize=quantize,
@@ -104,6 +108,7 @@ def compare(
     *,
     targets_file: str | os.PathLike[str] | None = None,
     on_row=None,  # noqa: ANN001 - Callable[[ResultRow, int, int], None]
+    progress: Callable[[str], None] | None = None,
     **request: object,
 ) -> CompareReport:
     """Compile and profile ``model`` with every backend x precision on ``target``, each in its own
@@ -115,10 +120,11 @@ def compare(
     ``eval_against_original``, ``deadline``) and graph steps by name (``prune=0.3``, ``optimize=True``).
     INT8 rows are calibrated on ``calibration``; with ``eval_data`` every row is also run over that data set
     (top-1, agreement or PSNR against onnxruntime FP32, and the drop from the baseline); rows losing more
-    than ``max_accuracy_drop`` points are flagged. ``on_row(row, i, n)`` is called as each row finishes.
+    than ``max_accuracy_drop`` points are flagged. ``on_row(row, i, n)`` is called as each row finishes;
+    ``progress(text)`` is told what a long graph step (fine-tuning) is doing before the rows start.
     """
     tgt = resolve_target(target, targets_file, measure_host_peak=True)
-    return run_compare(CompareRequest.build(model, tgt, **request), on_row)
+    return run_compare(CompareRequest.build(model, tgt, **request), on_row, progress)
 
 
 @dataclass

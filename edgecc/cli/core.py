@@ -141,10 +141,11 @@ def compile_cmd(
     if precision == "int8":
         q.warn_if_random(spec)
     options = parse_options(option) | ({"tuned": True} if tuned else {})
-    with q.random_warning_printed():
+    with q.random_warning_printed(), err.status("compiling", spinner="dots") as status:
         artifact = api.compile(
             model, target, output, backend=backend, precision=precision, input_shapes=input_shape,
-            options=options, targets_file=targets_file, calibration=spec, quantize=data.quantize, **steps,
+            options=options, targets_file=targets_file, calibration=spec, quantize=data.quantize,
+            progress=status.update, **steps,
         )
     m = artifact.manifest
     out.print(f"compiled {m.model.source} for {m.target.name} with {m.backend} {m.precision} in {m.compile_s:.2f} s "
@@ -242,7 +243,8 @@ def compare(
                 model, target, backends=split_list(backends), precisions=split_list(precisions), input_shapes=input_shape,
                 settings=profile_settings(warmup, runs, min_time, layer_runs), timeout_s=timeout,
                 memory_limit=gib_bytes(memory_limit), artifacts_dir=artifacts_dir,
-                targets_file=targets_file, on_row=on_row, calibration=cal_spec, quantize=data.quantize,
+                targets_file=targets_file, on_row=on_row, progress=lambda text: progress.update(task, description=text),
+                calibration=cal_spec, quantize=data.quantize,
                 eval_data=data.spec(eval_data), max_accuracy_drop=max_accuracy_drop, metric=metric, options=q.backend_options(option),
                 vary=q.vary_options(vary), **steps,
             )

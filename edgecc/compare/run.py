@@ -12,7 +12,7 @@ from pathlib import Path
 from ..data import load_dataset
 from ..graph.analysis import analyze
 from ..graph.io import PreparedModel, prepare_model, save_model
-from ..graph.steps import apply_recipe
+from ..graph.steps import StepProgress, apply_recipe
 from ..pipeline import write_reference
 from ..report.schema import CompareReport, ResultRow
 from .plan import PlannedRow, plan_rows
@@ -35,10 +35,11 @@ class _Prepared:
     notes: tuple[str, ...]
 
 
-def _prepare(request: CompareRequest, work: Path) -> tuple[_Prepared, int]:
+def _prepare(request: CompareRequest, work: Path, progress: StepProgress | None) -> tuple[_Prepared, int]:
     prepared = prepare_model(request.model, request.input_shapes)
     original = prepared.model.clone() if request.eval_against_original and request.graph and request.eval_data else None
-    steps = apply_recipe(prepared, request.graph, request.calibration)  # pruning is measured on the calibration data
+    # pruning is measured, fine-tuning trained, on the calibration data
+    steps = apply_recipe(prepared, request.graph, request.calibration, progress)
     flops = analyze(prepared.model).flops
     cal = request.calibration
     # Read the data here first: a bad file fails the whole run at once, with its reason (exit 2).
@@ -75,16 +76,18 @@ def _job(request: CompareRequest, ready: _Prepared, planned: PlannedRow, out: Pa
     )
 
 
-def run_compare(request: CompareRequest, on_row: OnRow | None = None) -> CompareReport:
+def run_compare(request: CompareRequest, on_row: OnRow | None = None, progress: StepProgress | None = None) -> CompareReport:
     """Compile and profile ``request.model`` with every planned row, each in its own process, against the
     onnxruntime FP32 baseline measured in the same run. A row that crashes, hangs past the timeout, grows past
     the memory limit or fails verification is reported with its cause; the others complete. ``on_row(row, i,
-    n)`` is called as each row finishes."""
+    n)`` is called as each row finishes; ``progress(text)`` is told what a long graph step is doing."""
     plan = plan_rows(request)
     work = Path(tempfile.mkdtemp(prefix="edgecc-compare-"))
     keep = request.artifacts_dir
     try:
-        ready, flops = _prepare(request, work)
+        ready, flops = _prepare(request, work, progress)
+        if progress is not None:
+            progress("comparing")
         results: list[ResultRow] = []
         for i, planned in enumerate(plan):
             job = _job(request, ready, planned, (keep or work / "artifacts") / planned.label)

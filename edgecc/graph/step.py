@@ -9,6 +9,7 @@ manifest's ``passes``. Which steps exist, and in which order they run, is edgecc
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -23,14 +24,19 @@ if TYPE_CHECKING:
     from .io import PreparedModel
 
 
+#: ``progress(text)``: one line saying what a long step is doing now (the CLI shows it on stderr)
+StepProgress = Callable[[str], None]
+
+
 @dataclass
 class StepContext:
     """What a step may read besides the model: real samples (the run's calibration data; None or random:
-    the step works without data) and the model before any step ran."""
+    the step works without data), the model before any step ran, and where to report progress (or None)."""
 
     prepared: PreparedModel
     data: DataSpec | None = None
     original: ir.Model | None = None
+    progress: StepProgress | None = None
     _batches: list[dict[str, np.ndarray]] | None = field(default=None, repr=False)
 
     @property
@@ -87,6 +93,9 @@ class GraphStep(ABC):
 
     def check(self, value: object) -> None:
         """Reject a bad value for compile/compare (BadInputError) before any model is loaded."""
+
+    def check_context(self, value: object, ctx: StepContext) -> None:
+        """Reject what the run gives the step (its data) before any step of the recipe runs (BadInputError)."""
 
     def check_in_list(self, value: float) -> None:
         """Reject a bad value in search's list (its message names the list form)."""

@@ -12,17 +12,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import BadInputError, VerificationError
+from .finetune.step import FinetuneStep
 from .lowrank.step import LowRankStep
 from .passes.step import OptimizeStep
 from .prune.step import PruneStep
-from .step import GraphStep, Space, StepContext, ValueRange
+from .step import GraphStep, Space, StepContext, StepProgress, ValueRange
 
 if TYPE_CHECKING:
     from ..data import DataSpec
     from .io import PreparedModel
 
-__all__ = ["STEPS", "GraphRecipe", "GraphStep", "Space", "StepContext", "StepsOutcome", "ValueRange", "apply_recipe",
-           "get_step", "register_step", "searchable_steps"]
+__all__ = ["STEPS", "GraphRecipe", "GraphStep", "Space", "StepContext", "StepProgress", "StepsOutcome", "ValueRange",
+           "apply_recipe", "get_step", "register_step", "searchable_steps"]
 
 STEPS: dict[str, GraphStep] = {}
 
@@ -127,9 +128,11 @@ class StepsOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-def apply_recipe(prepared: PreparedModel, recipe: GraphRecipe, data: DataSpec | None = None) -> StepsOutcome:
+def apply_recipe(prepared: PreparedModel, recipe: GraphRecipe, data: DataSpec | None = None,
+                 progress: StepProgress | None = None) -> StepsOutcome:
     """Rewrite ``prepared.model`` in place with every step of ``recipe``, in registry order; the result is
-    checked against the original model in onnxruntime (interface unchanged; the output difference is noted)."""
+    checked against the original model in onnxruntime (interface unchanged; the output difference is noted).
+    Long steps (fine-tuning) report what they do to ``progress(text)``."""
     if not recipe:
         return StepsOutcome()
     from .analysis import analyze
@@ -138,7 +141,9 @@ def apply_recipe(prepared: PreparedModel, recipe: GraphRecipe, data: DataSpec | 
     recipe.check()
     original = prepared.model.clone()
     before = analyze(original)
-    ctx = StepContext(prepared, data, original)
+    ctx = StepContext(prepared, data, original, progress)
+    for step, value in recipe:
+        step.check_context(value, ctx)  # before any step spends time
     passes = [step.apply(prepared.model, value, ctx) for step, value in recipe]
     after = analyze(prepared.model)
     eq = check_equivalent(original, prepared.model)
@@ -151,6 +156,6 @@ def apply_recipe(prepared: PreparedModel, recipe: GraphRecipe, data: DataSpec | 
 
 
 #: the built-in steps, in the order they run
-_BUILTIN: tuple[GraphStep, ...] = (PruneStep(), LowRankStep(), OptimizeStep())
+_BUILTIN: tuple[GraphStep, ...] = (PruneStep(), LowRankStep(), FinetuneStep(), OptimizeStep())
 for _step in _BUILTIN:
     register_step(_step)

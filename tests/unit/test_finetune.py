@@ -63,17 +63,24 @@ def small_cnn() -> onnx.ModelProto:
 
 
 @pytest.fixture(scope="module")
-def pruned(tmp_path_factory):
-    """(teacher, student pruned by 0.5 with edgecc's measured pruning, feeds of SAMPLES unlabelled samples). The
-    student is mean-compensated (``recover=False``): least-squares recovery, the default, leaves this seeded model
-    0.057 from the teacher on held-out samples and 120 steps take it only to 0.051; the tests below measure
-    training from the farther start."""
+def cnn_files(tmp_path_factory):
+    """(small_cnn's path, an .npz of SAMPLES seeded unlabelled samples, those samples)."""
     tmp = tmp_path_factory.mktemp("finetune")
     onnx.save(small_cnn(), tmp / "cnn.onnx")
     x = np.random.default_rng(1).standard_normal((SAMPLES, 3, 12, 12)).astype(np.float32)
     np.savez(tmp / "calib.npz", input=x)
-    transform.prune(tmp / "cnn.onnx", tmp / "pruned.onnx", ratio=0.5, calibration=DataSpec(str(tmp / "calib.npz")),
-                     recover=False)
+    return tmp / "cnn.onnx", tmp / "calib.npz", x
+
+
+@pytest.fixture(scope="module")
+def pruned(cnn_files):
+    """(teacher, student pruned by 0.5 with edgecc's measured pruning, feeds of SAMPLES unlabelled samples). The
+    student is mean-compensated (``recover=False``): least-squares recovery, the default, leaves this seeded model
+    0.057 from the teacher on held-out samples and 120 steps take it only to 0.051; the tests below measure
+    training from the farther start."""
+    path, calib, x = cnn_files
+    tmp = path.parent
+    transform.prune(tmp / "cnn.onnx", tmp / "pruned.onnx", ratio=0.5, calibration=DataSpec(str(calib)), recover=False)
     feeds = [{"input": x[i:i + 1]} for i in range(SAMPLES)]
     return ir.load(tmp / "cnn.onnx"), ir.load(tmp / "pruned.onnx"), feeds
 

@@ -177,11 +177,11 @@ def to_torch(model: ir.Model, *, train: bool) -> TorchModel:
         node = nodes[int(name[1:])]
         for param, index, to_onnx in _layer_params(module, node):
             candidates.append(TiedTensor(node.inputs[index], param, to_onnx))
-    container = gm.initializers
     for buffer, uses in _buffer_inputs(gm, modules).items():
         value = model.graph.initializers.get(uses[0][1])
         if value is None:
             continue
+        container = gm.initializers  # onnx2torch adds it only when a node reads an initializer as a buffer
         param = torch.nn.Parameter(container._buffers.pop(buffer), requires_grad=False)
         container.register_parameter(buffer, param)
         candidates.append(TiedTensor(value, param, _same))
