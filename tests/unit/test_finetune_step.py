@@ -125,8 +125,9 @@ def test_finetune_distils_the_pruned_model_on_every_sample(cnn_files, monkeypatc
     assert float(match[4]) < float(match[3])
     pruned = _pruned(path, calib)
     error_pruned, error_tuned = _error(pruned, x), _error(prepared.model, x)
-    # 0.126 -> 0.061 here (torch 2.13 CPU, one thread)
-    assert error_pruned > 0.05 and error_tuned < 0.6 * error_pruned, (error_pruned, error_tuned)
+    # 0.063 -> 0.053 here (torch 2.13 CPU, one thread): the --prune step's least-squares recovery already took the
+    # seeded model most of the way (0.126 mean-compensated), so training has less left to gain
+    assert error_pruned > 0.05 and error_tuned < 0.9 * error_pruned, (error_pruned, error_tuned)
     w_pruned, w_tuned = _weights(pruned), _weights(prepared.model)
     assert {k: v.shape for k, v in w_tuned.items()} == {k: v.shape for k, v in w_pruned.items()}
     assert w_tuned["w1_pruned"].shape == (8, 3, 3, 3)  # the pruned model trained, not the original

@@ -34,6 +34,9 @@ WRITEBACK_TOLERANCE = Tolerance(min_cosine=0.99999, max_rel_error=1e-4)
 DEFAULT_LR = 1e-3
 DEFAULT_BATCH = 64
 DEFAULT_TEMPERATURE = 4.0
+#: the learning rate rises linearly over the first steps: Adam's first updates move every weight by about the
+#: learning rate whatever its gradient, which on a recovered (already close) student raised the loss ~75x at step 2
+WARMUP_STEPS = 20
 
 Progress = Callable[[int, "int | None", float, float], None]
 
@@ -204,7 +207,7 @@ def _train(d: _Distiller, arrays: dict[str, np.ndarray], teacher: list[np.ndarra
                 break
             fraction = max(elapsed / time_budget_s, loop.steps / total if total else 0.0)
             for group in optimiser.param_groups:
-                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(1.0, fraction)))
+                group["lr"] = lr * min(1.0, (loop.steps + 1) / WARMUP_STEPS) * 0.5 * (1 + math.cos(math.pi * min(1.0, fraction)))
             idx = order[(np.arange(batch) + k * batch) % count]
             optimiser.zero_grad(set_to_none=True)
             loss = d.loss(d.forward(arrays, idx), [t[idx] for t in targets])
