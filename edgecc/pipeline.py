@@ -94,6 +94,7 @@ def build_artifact(
     quantize: QuantizeSettings | dict | None = None,
     graph_passes: list[str] | tuple[str, ...] = (),
     graph_notes: list[str] | tuple[str, ...] = (),
+    accuracy_budget: tuple[DataSpec, float] | None = None,
 ) -> Artifact:
     """Compile ``model`` with ``backend`` for ``target`` into ``out_dir`` (replaced only on success).
 
@@ -103,7 +104,8 @@ def build_artifact(
     ``calibration`` (int8 only, required there): the data INT8 ranges are calibrated on; ``quantize``:
     the QDQ settings (edgecc.graph.quantize.QuantizeSettings).
     ``graph_passes``/``graph_notes``: graph rewrites already applied to ``model`` (edgecc.graph.steps.apply_recipe),
-    recorded in the manifest.
+    recorded in the manifest. ``accuracy_budget`` (evaluation data, points; QDQ INT8 only): keep in float the
+    fewest layers that hold the drop within it (recorded as ``mixed-precision(float_layers=N)``).
     """
     check_request(backend, target, precision)
     parsed = backend.parse_options(options)
@@ -127,9 +129,12 @@ def build_artifact(
             if spec.is_random:
                 notes.append("WARNING: " + RANDOM_WARNING)
         elif spec is not None:
-            q = quantize_prepared(model, spec, settings, dataset=data)
+            budget = accuracy_budget or (None, None)
+            q = quantize_prepared(model, spec, settings, dataset=data, eval_data=budget[0], max_drop=budget[1])
             compiled = PreparedModel(q.model, model.source, model.name, model.sha256)
-            passes.append("quantize-qdq")
+            passes.append(settings.pass_record())
+            if q.mixed is not None:
+                passes.append(f"mixed-precision(float_layers={len(q.mixed.float_layers)})")
             notes += q.notes
             check_ops(backend, compiled)
         result = backend.compiler().compile(compiled, target, precision, parsed, staging, **extra)

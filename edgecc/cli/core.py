@@ -204,7 +204,7 @@ def compare(
     targets_file: TargetsFileOpt = None,
     device: DeviceOpt = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval", help="accuracy columns on this data: an .npz with inputs and 'labels' (or images: agreement only)")] = None,
-    max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", help="flag rows losing more than this many points of accuracy vs the baseline")] = None,
+    max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", help="flag rows losing more than this many points of accuracy vs the baseline; INT8 QDQ rows keep in float the fewest layers that hold it (mixed precision; default metric or top1)")] = None,
     metric: MetricOpt = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", help="BACKEND.KEY=VALUE: an option of one backend (repeatable)")] = None,
     vary: q.VaryOpt = None,

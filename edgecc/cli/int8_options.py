@@ -17,7 +17,14 @@ from .common import err
 
 DATA_HELP = "a directory of images, an .npz/.npy of input arrays, or 'random' (latency only: accuracy is meaningless)"
 CalibrationOpt = Annotated[Optional[str], typer.Option("--calibration", help="INT8 calibration data: " + DATA_HELP)]
-MethodOpt = Annotated[str, typer.Option("--method", help="calibration method: minmax, percentile or entropy")]
+METHODS = ("minmax", "percentile", "entropy", "mse")
+MethodOpt = Annotated[str, typer.Option("--method", help="calibration method: minmax, percentile, entropy, or mse "
+                                        "(per tensor, the range with the lowest quantisation error)")]
+EqualizeOpt = Annotated[bool, typer.Option("--equalize", help="INT8: cross-layer equalisation of consecutive conv pairs "
+                                           "before calibration (depthwise nets); off by default")]
+BiasCorrectionOpt = Annotated[Optional[str], typer.Option(
+    "--bias-correction", help="INT8: empirical bias correction after quantisation, one-pass or sequential; off by "
+    "default (it can cost accuracy: measure with --eval)")]
 PerChannelOpt = Annotated[bool, typer.Option("--per-channel/--per-tensor", help="weight scales per output channel or per tensor")]
 SamplesOpt = Annotated[int, typer.Option("--samples", help="calibration samples used (the first N)")]
 MeanOpt = Annotated[Optional[str], typer.Option("--mean", help="images: per-channel mean after scaling to [0,1], e.g. 0.485,0.456,0.406 (default ImageNet's)")]
@@ -42,10 +49,15 @@ def data_spec(source: str, mean: Optional[str], std: Optional[str], layout: Opti
     return DataSpec(source, preprocessing=prep)
 
 
-def quantize_settings(method: str, per_channel: bool, samples: int) -> dict[str, object]:
-    if method not in ("minmax", "percentile", "entropy"):
-        raise BadInputError(f"unknown calibration method '{method}'; known: minmax, percentile, entropy")
-    return {"method": method, "per_channel": per_channel, "samples": samples}
+def quantize_settings(method: str, per_channel: bool, samples: int, equalize: bool = False,
+                      bias_correction: Optional[str] = None) -> dict[str, object]:
+    """The INT8 flags as QuantizeSettings fields (the steps around Q/DQ only when asked for)."""
+    if method not in METHODS:
+        raise BadInputError(f"unknown calibration method '{method}'; known: {', '.join(METHODS)}")
+    if bias_correction is not None and bias_correction not in ("one-pass", "sequential"):
+        raise BadInputError(f"unknown bias correction '{bias_correction}'; known: one-pass, sequential")
+    steps = ({"equalize": True} if equalize else {}) | ({"bias_correction": bias_correction} if bias_correction else {})
+    return {"method": method, "per_channel": per_channel, "samples": samples} | steps
 
 
 def warn_if_random(spec: DataSpec | None) -> None:

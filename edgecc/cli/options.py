@@ -73,6 +73,8 @@ class DataOptions:
     method: str
     per_channel: bool
     samples: int
+    equalize: bool
+    bias_correction: str | None
     mean: str | None
     std: str | None
     layout: str | None
@@ -87,7 +89,7 @@ class DataOptions:
 
     @property
     def quantize(self) -> dict[str, object]:
-        return q.quantize_settings(self.method, self.per_channel, self.samples)
+        return q.quantize_settings(self.method, self.per_channel, self.samples, self.equalize, self.bias_correction)
 
 
 def data_options():  # noqa: ANN201
@@ -96,6 +98,7 @@ def data_options():  # noqa: ANN201
     params = [
         _param("calibration", q.CalibrationOpt, None), _param("method", q.MethodOpt, "minmax"),
         _param("per_channel", q.PerChannelOpt, True), _param("samples", q.SamplesOpt, 100),
+        _param("equalize", q.EqualizeOpt, False), _param("bias_correction", q.BiasCorrectionOpt, None),
         _param("mean", q.MeanOpt, None), _param("std", q.StdOpt, None), _param("layout", q.LayoutOpt, None),
     ]
     return option_group("data", params, lambda v: DataOptions(**v))  # type: ignore[arg-type]

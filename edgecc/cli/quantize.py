@@ -8,10 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 from .. import api
-from .common import JsonOpt, ModelArg, ShapeOpt, app, handle_errors, out, write_json
+from ..graph.quantize import FLOAT_LAYERS_NOTE
+from .common import JsonOpt, ModelArg, ShapeOpt, app, err, handle_errors, out, write_json
 from .int8_options import (
-    DATA_HELP, LayoutOpt, MeanOpt, MethodOpt, PerChannelOpt, SamplesOpt, StdOpt, data_spec, quantize_settings,
-    random_warning_printed, warn_if_random,
+    DATA_HELP, BiasCorrectionOpt, EqualizeOpt, LayoutOpt, MeanOpt, MethodOpt, PerChannelOpt, SamplesOpt, StdOpt,
+    data_spec, quantize_settings, random_warning_printed, warn_if_random,
 )
 
 
@@ -26,6 +27,10 @@ def quantize_cmd(
     samples: SamplesOpt = 100,
     activations: Annotated[str, typer.Option("--activations", help="activation type: uint8 (fast on x86) or int8")] = "uint8",
     symmetric: Annotated[bool, typer.Option("--symmetric-activations", help="zero-point 0 (TensorRT's explicit quantisation needs S8 symmetric)")] = False,
+    equalize: EqualizeOpt = False,
+    bias_correction: BiasCorrectionOpt = None,
+    eval_data: Annotated[Optional[str], typer.Option("--eval", help="with --max-accuracy-drop: the data the accuracy budget is measured on (an .npz with 'labels': top-1; else top-1 agreement with FP32)")] = None,
+    max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", help="keep in float the fewest layers that hold the drop from FP32 within this many points on --eval (mixed precision)")] = None,
     mean: MeanOpt = None,
     std: StdOpt = None,
     layout: LayoutOpt = None,
@@ -35,12 +40,22 @@ def quantize_cmd(
     spec = data_spec(calibration, mean, std, layout)
     warn_if_random(spec)
     with random_warning_printed():
-        settings = quantize_settings(method, per_channel, samples) | {"activations": activations, "symmetric_activations": symmetric}
-        result = api.quantize(model, output, spec, settings, input_shapes=input_shape)
+        settings = quantize_settings(method, per_channel, samples, equalize, bias_correction) | {
+            "activations": activations, "symmetric_activations": symmetric}
+        result = api.quantize(model, output, spec, settings, input_shapes=input_shape,
+                              eval_data=data_spec(eval_data, mean, std, layout) if eval_data is not None else None,
+                              max_accuracy_drop=max_accuracy_drop)
     for note in result.notes:
-        out.print(f"  {note}", highlight=False, markup=False)
+        if not note.startswith(FLOAT_LAYERS_NOTE):  # the JSON list for manifests: printed readably below
+            out.print(f"  {note}", highlight=False, markup=False)
     out.print(f"quantised {result.quantized_nodes} tensors in {result.seconds:.1f} s -> {output} "
               f"({output.stat().st_size / 2**20:.2f} MiB)", highlight=False, markup=False)
+    if result.mixed is not None:
+        kept = ", ".join(result.mixed.float_layers) or "none"
+        out.print(f"layers kept in float ({len(result.mixed.float_layers)}): {kept}", highlight=False, markup=False)
+        if not result.mixed.within_budget:  # written all the same (exit 0): the closest model found
+            err.print(f"[bold yellow]WARNING:[/] OVER budget: drop {result.mixed.drop:.2f} points > "
+                      f"{max_accuracy_drop:g} even with these layers in float", highlight=False)
 
 
 @app.command("evaluate")

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..backends import get_backend
 from ..data import DataSpec, load_dataset
 from ..graph.io import PreparedModel, prepare_model
-from ..graph.quantize import RandomCalibrationWarning
+from ..graph.quantize import RandomCalibrationWarning, float_layers_noted
 from ..isolation import default_memory_limit, run_isolated
 from ..pipeline import build_artifact, profile_artifact, row_from_outcome
 from ..profiling.timing import ProfileSettings
@@ -44,6 +44,8 @@ class RowJob:
     metric: str | None = None
     graph_passes: tuple[str, ...] = ()
     graph_notes: tuple[str, ...] = ()
+    #: INT8 QDQ rows: the budget (points) held by keeping layers in float, measured on eval_data (mixed precision)
+    max_accuracy_drop: float | None = None
 
 
 def row_job(job: RowJob) -> ResultRow:
@@ -57,17 +59,25 @@ def row_job(job: RowJob) -> ResultRow:
         artifact = build_artifact(
             prepared, job.target, backend, job.precision, job.options, Path(job.out_dir), reference=Path(job.reference),
             calibration=job.calibration if int8 else None, quantize=job.quantize if int8 else None,
-            graph_passes=job.graph_passes, graph_notes=job.graph_notes,
+            graph_passes=job.graph_passes, graph_notes=job.graph_notes, accuracy_budget=_budget(job, backend),
         )
     s = job.settings
     row = profile_artifact(
         artifact, backend, warmup=s.warmup, runs=s.runs, min_time_s=s.min_time_s, layer_runs=s.layer_runs
     )
     if int8 and job.calibration is not None:
-        row = row.model_copy(update={"calibration": job.calibration.describe()})
+        row = row.model_copy(update={"calibration": job.calibration.describe(),
+                                     "float_layers": float_layers_noted(artifact.manifest.notes)})
     if job.eval_data is not None:
         row = row.model_copy(update=_accuracy(str(artifact.path), job.eval_data, job.eval_reference, prepared, job.metric))
     return row
+
+
+def _budget(job: RowJob, backend) -> tuple[DataSpec, float] | None:  # noqa: ANN001 - a Backend
+    """The accuracy budget an INT8 row holds by mixed precision: only QDQ rows (not a backend quantising itself)."""
+    if job.precision != "int8" or job.max_accuracy_drop is None or job.eval_data is None:
+        return None
+    return None if backend.quantizes_itself(backend.parse_options(job.options)) else (job.eval_data, job.max_accuracy_drop)
 
 
 def _accuracy(artifact_dir: str, data: DataSpec, reference_path: str | None, prepared: PreparedModel,

@@ -73,6 +73,8 @@ def _job(request: CompareRequest, ready: _Prepared, planned: PlannedRow, out: Pa
         calibration=request.calibration, quantize=request.quantize.model_dump(), eval_data=request.eval_data,
         eval_reference=str(ready.eval_reference) if ready.eval_reference is not None else None,
         metric=request.metric, graph_passes=ready.passes, graph_notes=ready.notes,
+        # the mixed-precision search measures top-1 (labels) or agreement: the drop compare budgets by default
+        max_accuracy_drop=request.max_accuracy_drop if request.metric in (None, "top1") else None,
     )
 
 

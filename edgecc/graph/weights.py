@@ -25,7 +25,8 @@ class InitializerWriter:
     def new(self, array: np.ndarray, base: str) -> ir.Value:
         name = unique_name(self._taken, base)
         self._taken.add(name)
-        tensor = ir.tensor(np.ascontiguousarray(array), name=name)
+        # (np.ascontiguousarray alone makes a scalar 1-D: the initializer would contradict its value's shape)
+        tensor = ir.tensor(np.ascontiguousarray(array).reshape(np.shape(array)), name=name)
         value = ir.Value(name=name, shape=ir.Shape(array.shape), type=ir.TensorType(tensor.dtype), const_value=tensor)
         self.graph.register_initializer(value)
         return value

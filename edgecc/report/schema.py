@@ -60,6 +60,9 @@ class ResultRow(BaseModel):
     )
     within_accuracy_budget: bool | None = Field(None, description="accuracy_drop <= --max-accuracy-drop (None: no budget)")
     calibration: str | None = Field(None, description="the data INT8 was calibrated on")
+    float_layers: list[str] | None = Field(
+        None, description="INT8 QDQ rows with compare's accuracy budget: the layers kept in float to hold it (mixed "
+        "precision); None: no budget applied")
     options: dict[str, object] | None = Field(
         None, description="the backend options this row was built with, of those the run varied (--vary); None: not varied"
     )

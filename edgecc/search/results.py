@@ -89,6 +89,10 @@ def _data_args(calibration: DataSpec, quantize: dict[str, object] | None) -> lis
         args += ["--per-channel" if q["per_channel"] else "--per-tensor"]
     if "samples" in q:
         args += ["--samples", str(q["samples"])]
+    if q.get("equalize"):
+        args += ["--equalize"]
+    if q.get("bias_correction"):
+        args += ["--bias-correction", str(q["bias_correction"])]
     return args
 
 

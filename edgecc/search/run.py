@@ -58,7 +58,9 @@ class SearchRequest:
         request = {"backends": list(c.backends) if c.backends else None,
                    "precisions": list(c.precisions) if c.precisions else None,
                    "calibration": c.calibration.describe() if c.calibration else None,
-                   "quantize": {"method": q.method, "per_channel": q.per_channel, "samples": q.samples},
+                   "quantize": {"method": q.method, "per_channel": q.per_channel, "samples": q.samples}
+                   | ({"equalize": True} if q.equalize else {})  # only when set: saved runs still resume
+                   | ({"bias_correction": q.bias_correction} if q.bias_correction else {}),
                    "input_shapes": self.input_shapes, "options": c.options}
         if c.vary:
             request["vary"] = c.vary  # only when given: runs saved before --vary existed still resume

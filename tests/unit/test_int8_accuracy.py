@@ -246,6 +246,24 @@ def test_keeping_every_layer_in_float_gives_the_float_model_back():
     onnx.checker.check_model(ir.serde.serialize_model(back), full_check=True)
 
 
+def test_a_layer_reverted_through_a_folded_clip_passes_the_checker():
+    """The quantiser folds ReLU6 into the Q range; reverting re-inserts the Clip with copies of its scalar bounds,
+    which must stay scalars (a [1] initializer under a scalar value fails strict shape inference)."""
+    from edgecc.graph.quantize.revert import keep_in_float
+
+    model = depthwise_net(seed=2, act="Relu6")
+    data = _data(np.random.default_rng(2).normal(size=(8, 3, 6, 6)).astype(np.float32), 1)
+    q = quantize_qdq(model, data, QuantizeSettings(samples=8))
+    back = keep_in_float(q.model, q.float_model, ["dw", "pw2"])
+    assert not back.notes and sum(n.op_type == "Clip" for n in back.model.graph) == 2
+    proto = ir.serde.serialize_model(back.model)
+    onnx.checker.check_model(proto, full_check=True)
+    assert all(list(i.dims) == [] for i in proto.graph.initializer if i.name.startswith(("lo", "hi")))
+    ref = outputs(model, data)
+    # pw1 stays INT8: the output is not FP32's, but closer to it than the all-INT8 model's
+    assert np.abs(outputs(back.model, data) - ref).mean() < np.abs(outputs(q.model, data) - ref).mean()
+
+
 def test_layers_the_budget_does_not_need_go_back_to_int8():
     from edgecc.graph.quantize.mixed import quantize_within_budget
 
