@@ -181,13 +181,9 @@ def quantize(
         raise BadInputError(f"{out}: the quantised model is written as ONNX: give a path ending in .onnx")
     prepared = prepare_model(model, input_shapes_arg(input_shapes))
     result = quantize_prepared(prepared, calibration, settings, eval_data=eval_data, max_drop=max_accuracy_drop)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        save_model(result.model, tmp)
-        tmp.replace(out)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise BadInputError(f"{out}: cannot write the quantised model: {e.strerror}") from None
+    from .transform import write_model
+
+    write_model(result.model, out)
     return result
 
 
