@@ -74,14 +74,16 @@ def test_the_flops_model_counts_what_materialised_pruning_leaves(source, ratio):
     assert predicted == analyze(materialise(plan)).flops < before
 
 
-def test_sensitivity_keeps_more_of_the_sensitive_group_at_the_flops_of_uniform_pruning():
+@pytest.mark.parametrize("round_to", [1, 2])
+def test_sensitivity_keeps_more_of_the_sensitive_group_at_the_flops_of_uniform_pruning(round_to):
     calibration = feeds(16, 0)
-    uniform = prune_iteratively(ir.serde.deserialize_model(two_group_model()), 0.25, 1, calibration)
-    result = prune_iteratively(ir.serde.deserialize_model(two_group_model()), 0.25, 1, calibration,
+    uniform = prune_iteratively(ir.serde.deserialize_model(two_group_model()), 0.25, 1, calibration, round_to=round_to)
+    result = prune_iteratively(ir.serde.deserialize_model(two_group_model()), 0.25, 1, calibration, round_to=round_to,
                                allocation="sensitivity")
     kept = {g.layers[0]: g.kept for g in result.plan.groups}
     assert {g.layers[0]: g.kept for g in uniform.plan.groups} == {"conv1": 6, "conv2": 6, "conv3": 4}
     assert kept["conv1"] > 6 and kept["conv2"] < 6, kept
+    assert kept["conv1"] % round_to == kept["conv2"] % round_to == 0
     curves = {c.layer: c for c in result.allocation.groups}
     assert curves["conv2"].error[-1] < 1e-3 < curves["conv1"].error[-1]  # the measurement that drove it
     # FLOPs: at most uniform's, and less than one channel's FLOPs (of any group, at the counts chosen) below them

@@ -188,43 +188,51 @@ def measure_sensitivity(original: ir.Model, model: ir.Model, importance: dict[st
     return curves
 
 
+def _down(k: int, step: int) -> int:
+    """The next count below ``k`` on the grid of multiples of ``step`` (the group's full count is off-grid)."""
+    return k - step if k % step == 0 else k - k % step
+
+
+def _up(k: int, step: int, n: int) -> int:
+    return min(n, k - k % step + step)
+
+
 def allocate(curves: list[GroupSensitivity], flops: FlopsModel, budget: float) -> dict[str, int]:
     """Kept counts per group: from every group whole, take one step from the group whose next step adds the
     least output error per FLOP saved, until the FLOPs are within ``budget`` (or every group is at its deepest
-    measured count). The last step taken overshoots the budget by less than its own FLOPs."""
-    kept = np.array([c.channels for c in curves], float)
-    full = kept.copy()
-    floor = np.array([c.kept[-1] for c in curves], float)
-    steps = np.array([c.step for c in curves], float)
+    measured count); then give a step back, while the FLOPs stay within ``budget``, to the group it spares the
+    most error per FLOP, so the result falls short of ``budget`` by less than any one step's FLOPs."""
+    kept = [c.channels for c in curves]
     order = [flops.index[c.layer] for c in curves]
 
-    def total(k: np.ndarray) -> float:
+    def total(k: list[int]) -> float:
         r = np.ones(len(flops.index))
-        r[order] = k / full
+        r[order] = [ki / c.channels for ki, c in zip(k, curves)]
         return flops(r)
 
-    now = total(kept)
-    while now > budget:
+    def best_move(now: float, down: bool) -> int | None:
         best, best_key = None, None
         for i, c in enumerate(curves):
-            nxt = max(kept[i] - steps[i], floor[i])
-            if nxt >= kept[i]:
+            nxt = _down(kept[i], c.step) if down else _up(kept[i], c.step, c.channels)
+            if (down and nxt < c.kept[-1]) or (not down and nxt <= kept[i]):
                 continue
-            trial = kept.copy()
-            trial[i] = nxt
-            saved = now - total(trial)
-            if saved <= 0:
+            trial = kept[:i] + [nxt] + kept[i + 1:]
+            moved = abs(now - total(trial))
+            if moved <= 0 or (not down and total(trial) > budget):
                 continue
-            key = ((c.error_at(nxt) - c.error_at(kept[i])) / saved, -saved)
+            per_flop = abs(c.error_at(nxt) - c.error_at(kept[i])) / moved
+            key = (per_flop, -moved) if down else (-per_flop, moved)
             if best_key is None or key < best_key:
                 best, best_key = i, key
-        if best is None:
-            break
-        kept[best] = max(kept[best] - steps[best], floor[best])
-        now = total(kept)
+        return best
+
+    while (now := total(kept)) > budget and (i := best_move(now, down=True)) is not None:
+        kept[i] = _down(kept[i], curves[i].step)
+    while (i := best_move(total(kept), down=False)) is not None:
+        kept[i] = _up(kept[i], curves[i].step, curves[i].channels)
     for c, k in zip(curves, kept):
-        c.allocated = int(k)
-    return {c.layer: int(k) for c, k in zip(curves, kept)}
+        c.allocated = k
+    return {c.layer: k for c, k in zip(curves, kept)}
 
 
 def sensitivity_allocation(original: ir.Model, model: ir.Model, graph: DependencyGraph, means: dict[str, np.ndarray],
