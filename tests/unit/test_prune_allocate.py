@@ -98,6 +98,13 @@ def test_sensitivity_keeps_more_of_the_sensitive_group_at_the_flops_of_uniform_p
     assert result.allocation.flops_planned == spent and result.allocation.flops_budget == budget
 
 
+def test_an_excluded_group_is_neither_measured_nor_cut():
+    result = prune_iteratively(ir.serde.deserialize_model(two_group_model()), 0.25, 1, feeds(8, 0), exclude={"conv1"},
+                               allocation="sensitivity")
+    assert [c.layer for c in result.allocation.groups] == ["conv2"]
+    assert {g.layers[0]: g.kept for g in result.plan.groups}["conv1"] == 8
+
+
 def test_allocation_is_in_the_report_and_checked(tmp_path):
     src, calib = tmp_path / "m.onnx", tmp_path / "calib.npz"
     onnx.save(two_group_model(), src)

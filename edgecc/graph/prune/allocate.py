@@ -2,9 +2,10 @@
 
 A uniform ratio cuts a 16-channel residual stream as hard as a 128-channel expansion. Here every group is cut
 alone to a few counts around the uniform one, the layers reading it are re-fitted (least-squares recovery, as
-the real pruning does), and the model's output error on the calibration samples is measured. Then, starting
-from the unpruned model, one step of channels at a time goes from the group whose next step costs the least
-output error per FLOP saved, until the model's FLOPs are down to what uniform pruning at the same ratio leaves.
+the real pruning does), and the model's output error is measured on calibration samples the re-fit did not
+see. Then, starting from the unpruned model, one step of channels at a time goes from the group whose next step
+costs the least output error per FLOP saved, until the model's FLOPs are down to what uniform pruning at the
+same ratio leaves; steps are then given back while the FLOPs stay within that.
 Errors of groups cut together are taken as additive (first order), and no group is cut below the deepest count
 measured (twice the uniform ratio), so the allocation never extrapolates a sensitivity curve.
 """
@@ -21,8 +22,8 @@ import onnx_ir as ir
 from ..analysis import node_flops
 from ..io import save_model
 from .compensate import reads_channels
-from .materialise import materialise
 from .depgraph import DependencyGraph
+from .materialise import materialise
 from .plan import ChannelGroup, build_dependency_graph, plan_pruning
 from .recover import VALIDATION, kept_outputs, recover_pruned
 
@@ -31,14 +32,14 @@ ALLOCATIONS = ("uniform", "sensitivity")
 DEFAULT_ALLOCATION = "uniform"
 #: removed fractions measured per group, as multiples of the ratio (2.0: the deepest cut a group can get)
 LEVELS = (0.5, 1.0, 1.5, 2.0)
-#: rows per re-fitted layer while measuring (the final pruning uses recover.DEFAULT_MAX_ROWS): a quarter of the
-#: cost, and the ranking of groups, not the exact error, is what the allocation needs
+#: rows per re-fitted layer while measuring (the final pruning uses recover.DEFAULT_MAX_ROWS, 4x as many): the
+#: ranking of groups, not the exact error, is what the allocation needs
 MEASURE_MAX_ROWS = 4096
 
 
 @dataclass
 class GroupSensitivity:
-    """One group's curve: output error (relative squared error of the model's outputs on the calibration samples)
+    """One group's curve: output error (relative squared error of the model's outputs on held-out calibration samples)
     with only this group cut to each count in ``kept`` (descending, the first the full count, error 0) and
     recovered; ``step``: the unit its count moves by (round_to for large groups)."""
 
@@ -165,7 +166,7 @@ def _levels(grp: ChannelGroup, step: int, ratio: float) -> list[int]:
 def measure_sensitivity(original: ir.Model, model: ir.Model, importance: dict[str, np.ndarray],
                         means: dict[str, np.ndarray], groups: list[ChannelGroup], feeds: list[dict[str, np.ndarray]],
                         *, ratio: float, criterion: str, round_to: int, round_from: int, flatten_blocks: bool,
-                        seed: int = 0) -> list[GroupSensitivity]:
+                        exclude: set[str] | None = None, seed: int = 0) -> list[GroupSensitivity]:
     """Cut each group of ``groups`` alone (the others whole) to each of a few counts on a copy of ``model``
     (shape computations folded; ``importance`` and ``means`` measured on it), recover against ``original`` and
     measure the output error on ``feeds``: with enough of them, on every VALIDATION-th, the others fitted on (an
@@ -184,7 +185,7 @@ def measure_sensitivity(original: ir.Model, model: ir.Model, importance: dict[st
             trial = model.clone()
             g = build_dependency_graph(trial, flatten_blocks=flatten_blocks)
             g.importance.update(importance)
-            plan = plan_pruning(g, ratio=ratio, criterion=criterion, kept_counts={**full, grp.layers[0]: k})
+            plan = plan_pruning(g, ratio=ratio, criterion=criterion, exclude=exclude, kept_counts={**full, grp.layers[0]: k})
             materialise(plan, means)
             recover_pruned(original, trial, fit, kept=kept_outputs(plan), max_rows=MEASURE_MAX_ROWS, seed=seed)
             curve.kept.append(k)
@@ -253,7 +254,7 @@ def sensitivity_allocation(original: ir.Model, model: ir.Model, graph: Dependenc
     budget = flops(fractions)
     curves = measure_sensitivity(original, model, graph.importance, means, groups, feeds, ratio=ratio,
                                  criterion=criterion, round_to=round_to, round_from=round_from,
-                                 flatten_blocks=flatten_blocks, seed=seed)
+                                 flatten_blocks=flatten_blocks, exclude=exclude, seed=seed)
     kept = allocate(curves, flops, budget)
     planned = flops(np.array([kept[grp.layers[0]] / grp.channels for grp in groups]))
     return Allocation(kept, flops(np.ones(len(groups))), budget, planned, curves)
