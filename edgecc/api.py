@@ -285,11 +285,14 @@ def prune(
     dry_run: bool = False,
     calibration: DataSpec | str | None = None,
     recover: bool = True, steps: int = 1, finetune_s: float | None = None, progress: Callable | None = None,
+    allocation: str = "auto",
 ):
     """Structured channel pruning made physical: ``ratio`` of each channel group by ``criterion`` ("auto": activation
     with ``calibration``, else l1), or ``zero_channels`` (exact). With ``calibration`` (real samples, the first 100
     measure) the next layers are re-fitted by least squares in ``steps`` (``recover=False``: removed means folded
-    into biases), then ``finetune_s`` seconds of distillation on all the samples. See edgecc.transform.prune."""
+    into biases), then ``finetune_s`` seconds of distillation on all the samples. ``allocation``: "uniform" cuts every
+    group by ``ratio``, "sensitivity" chooses each group's count by measured error at the same FLOPs, "auto" the
+    default for the data given. See edgecc.transform.prune."""
     from . import transform
 
     full = (calibration if isinstance(calibration, DataSpec) else DataSpec(str(calibration))) if calibration is not None else None
@@ -297,7 +300,7 @@ def prune(
         model, output, ratio=ratio, zero_channels=zero_channels, criterion=criterion, round_to=round_to,
         exclude=exclude, input_shapes=input_shapes_arg(input_shapes), dry_run=dry_run, recover=recover, steps=steps,
         calibration=calibration_spec(full, check_settings(None)) if full is not None else None,
-        finetune_s=finetune_s, finetune_data=full, progress=progress)
+        finetune_s=finetune_s, finetune_data=full, progress=progress, allocation=allocation)
 
 
 def sparsify(

@@ -19,6 +19,7 @@ from .errors import BadInputError, VerificationError
 from .graph.analysis import analyze
 from .graph.equivalence import Equivalence, check_equivalent
 from .graph.io import PreparedModel, prepare_model, save_model
+from .graph.prune.allocate import ALLOCATIONS, DEFAULT_ALLOCATION
 
 if TYPE_CHECKING:
     from .data import DataSpec
@@ -137,15 +138,17 @@ class PruneOutcome:
     how: str = "none"
     recovery: list[dict[str, object]] | None = None
     finetune: dict[str, object] | None = None
+    allocation: object | None = None  # prune.allocate.Allocation; None: uniform
 
     def to_json(self) -> dict[str, object]:
         return {"model": self.source, "output": self.output, "plan": self.plan.to_json(), "before": self.before,
                 "after": self.after, "output_error": None if self.equivalence is None else self.equivalence.to_json(),
-                "how": self.how, "recovery": self.recovery, "finetune": self.finetune}
+                "how": self.how, "recovery": self.recovery, "finetune": self.finetune,
+                "allocation": self.allocation.to_json() if self.allocation is not None else {"method": "uniform"}}
 
 
 def _check_prune_options(ratio, zero_channels: bool, calibration: DataSpec | None, recover: bool, steps: int,
-                         finetune_s: float | None, dry_run: bool) -> None:
+                         finetune_s: float | None, dry_run: bool, allocation: str = "auto") -> None:
     if ratio is not None and zero_channels:
         raise BadInputError("give --ratio or --zero-channels, not both")
     if ratio is None and not zero_channels:
@@ -158,6 +161,11 @@ def _check_prune_options(ratio, zero_channels: bool, calibration: DataSpec | Non
         raise BadInputError("--steps prunes in steps with least-squares recovery after each; it cannot go with --no-recover")
     if steps > 1 and (calibration is None or ratio is None):
         raise BadInputError("--steps needs --ratio and --calibration: each step re-fits the next layers on those samples")
+    if allocation not in ("auto", *ALLOCATIONS):
+        raise BadInputError(f"unknown --allocation '{allocation}'; known: auto, {', '.join(ALLOCATIONS)}")
+    if allocation == "sensitivity" and (calibration is None or ratio is None or not recover):
+        raise BadInputError("--allocation sensitivity measures each group's cut on the recovered model: it needs --ratio "
+                            "and --calibration, without --no-recover")
     if finetune_s is None:
         return
     if calibration is None or ratio is None:
@@ -172,23 +180,27 @@ def _check_prune_options(ratio, zero_channels: bool, calibration: DataSpec | Non
     import_onnx2torch()
 
 
-def _prune_graph(model: ir.Model, feeds, *, ratio, zero_channels, criterion, round_to, excluded, recover, steps):
+def _prune_graph(model: ir.Model, feeds, *, ratio, zero_channels, criterion, round_to, excluded, recover, steps,
+                 allocation):
     """(pruned model, plan, how, recovery steps' JSON) for ``model`` (shape computations folded; changed)."""
     from .graph.prune import build_dependency_graph, materialise, plan_pruning
     from .graph.prune.compensate import measure
 
     if criterion == "auto":
         criterion = "activation" if feeds is not None else "l1"
+    if allocation == "auto":
+        allocation = DEFAULT_ALLOCATION if feeds is not None and recover else "uniform"
     if feeds is not None and recover:
         from .graph.prune.iterative import prune_iteratively
 
-        result = prune_iteratively(model, ratio, steps, feeds, criterion=criterion, round_to=round_to, exclude=excluded)
+        result = prune_iteratively(model, ratio, steps, feeds, criterion=criterion, round_to=round_to, exclude=excluded,
+                                   allocation=allocation)
         how = f"least-squares recovery, {steps} step{'s' if steps > 1 else ''}"
-        return result.model, result.plan, how, [s.to_json() for s in result.steps]
+        return result.model, result.plan, how, [s.to_json() for s in result.steps], result.allocation
     graph = build_dependency_graph(model)
     means = measure(graph, feeds) if feeds is not None else None
     plan = plan_pruning(graph, ratio=ratio, criterion=criterion, round_to=round_to, exclude=excluded, zero_channels=zero_channels)
-    return materialise(plan, means), plan, "mean-compensated" if means is not None else "none", None
+    return materialise(plan, means), plan, "mean-compensated" if means is not None else "none", None, None
 
 
 def prune(
@@ -207,6 +219,7 @@ def prune(
     steps: int = 1,
     finetune_s: float | None = None,
     finetune_data: DataSpec | None = None,
+    allocation: str = "auto",
     progress: Callable[[int, int | None, float, float], None] | None = None,
 ) -> PruneOutcome:
     """Remove channels: the least important ``ratio`` of each coupled group, or (``zero_channels``) exactly
@@ -225,7 +238,7 @@ def prune(
     from .graph.passes import fold_shape_computations
     from .graph.prune import check_exclude
 
-    _check_prune_options(ratio, zero_channels, calibration, recover, steps, finetune_s, dry_run)
+    _check_prune_options(ratio, zero_channels, calibration, recover, steps, finetune_s, dry_run, allocation)
     out = check_output_path(output, str(model)) if output is not None and not dry_run else None
     prepared = prepare_model(model, input_shapes)
     excluded = check_exclude(prepared.model, exclude)
@@ -234,9 +247,9 @@ def prune(
     # counted after folding: FLOPs inside an If whose condition folds are not counted before it does
     before = model_stats(prepared.model)
     feeds = load_dataset(calibration, prepared.inputs).batches if calibration is not None and ratio is not None else None
-    pruned, plan, how, recovery = _prune_graph(prepared.model, feeds, ratio=ratio, zero_channels=zero_channels,
+    pruned, plan, how, recovery, chosen = _prune_graph(prepared.model, feeds, ratio=ratio, zero_channels=zero_channels,
                                                criterion=criterion, round_to=round_to, excluded=excluded,
-                                               recover=recover, steps=steps)
+                                               recover=recover, steps=steps, allocation=allocation)
     finetune = None
     if finetune_s is not None:
         from .graph.finetune import finetune_distill
@@ -252,7 +265,8 @@ def prune(
         raise VerificationError(f"{prepared.source}: removing all-zero channels changed the outputs: {eq.describe()}")
     if out is not None:
         write_model(pruned, out)
-    return PruneOutcome(prepared.source, str(out) if out else None, plan, before, after, eq, how, recovery, finetune)
+    return PruneOutcome(prepared.source, str(out) if out else None, plan, before, after, eq, how, recovery, finetune,
+                        chosen)
 
 
 @dataclass

@@ -140,6 +140,7 @@ def prune(
     mean: q.MeanOpt = None,
     std: q.StdOpt = None,
     layout: q.LayoutOpt = None,
+    allocation: Annotated[str, typer.Option("--allocation", help="uniform: every group loses --ratio of its channels; sensitivity: each group's count chosen by the output error measured on --calibration, at the FLOPs uniform leaves; default: auto")] = "auto",
     round_to: Annotated[int, typer.Option("--round-to", help="kept channels per group are a multiple of this")] = 1,
     exclude: Annotated[Optional[str], typer.Option("--exclude", help="comma-separated node names whose output channels stay")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan, write nothing")] = False,
@@ -156,7 +157,7 @@ def prune(
             model, output, ratio=ratio, zero_channels=zero_channels, criterion=criterion, round_to=round_to,
             exclude=split_list(exclude), input_shapes=input_shape, dry_run=dry_run,
             calibration=q.data_spec(calibration, mean, std, layout) if calibration is not None else None,
-            recover=not no_recover, steps=steps, finetune_s=finetune, progress=on_step,
+            recover=not no_recover, steps=steps, finetune_s=finetune, progress=on_step, allocation=allocation,
         )
     write_json(report, outcome.to_json())
     if quiet:

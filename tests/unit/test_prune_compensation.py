@@ -121,7 +121,10 @@ def test_measured_pruning_needs_real_data(tmp_path):
 def test_compile_records_measured_pruning_in_the_manifest(tmp_path):
     art = api.compile(DATA / "mnist_cnn.onnx", "host", tmp_path / "a", backend="onnxruntime", prune=0.3,
                       calibration=str(DATA / "mnist_calib.npz"))
-    assert any(p.startswith("prune(ratio=0.3,criterion=activation,least-squares-recovered,round-to=8,removed=")
+    from edgecc.graph.prune.allocate import DEFAULT_ALLOCATION
+
+    assert any(p.startswith(f"prune(ratio=0.3,criterion=activation,allocation={DEFAULT_ALLOCATION},least-squares-recovered,"
+                            "round-to=8,removed=")
                for p in art.manifest.passes), art.manifest.passes
     plain = api.compile(DATA / "mnist_cnn.onnx", "host", tmp_path / "b", backend="onnxruntime", prune=0.3)
     assert any(p.startswith("prune(ratio=0.3,criterion=l1,round-to=8,removed=") for p in plain.manifest.passes)

@@ -15,6 +15,7 @@ import onnx_ir as ir
 
 from ...errors import BadInputError
 from ..passes import fold_shape_computations
+from .allocate import ALLOCATIONS, Allocation, sensitivity_allocation
 from .compensate import measure
 from .materialise import materialise
 from .plan import PruningPlan, build_dependency_graph, plan_pruning
@@ -40,9 +41,11 @@ class RecoveredPruning:
     model: ir.Model
     plan: PruningPlan
     steps: list[PruningStep] = field(default_factory=list)
+    allocation: Allocation | None = None  # None: uniform
 
     def to_json(self) -> dict[str, object]:
-        return {"plan": self.plan.to_json(), "steps": [s.to_json() for s in self.steps]}
+        return {"plan": self.plan.to_json(), "steps": [s.to_json() for s in self.steps],
+                "allocation": self.allocation.to_json() if self.allocation is not None else {"method": "uniform"}}
 
 
 def step_counts(targets: dict[str, tuple[int, int]], step: int, steps: int) -> dict[str, int]:
@@ -64,25 +67,34 @@ def prune_iteratively(
     ridge: float | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
     seed: int = 0,
+    allocation: str = "uniform",
 ) -> RecoveredPruning:
     """Prune ``model`` in place by ``ratio`` (each group as ``plan_pruning`` decides) in ``steps`` steps, with
     least-squares recovery against the unpruned model on ``feeds`` (real samples) after each; ``steps=1`` is
     one-shot pruning followed by recovery; ``flatten_blocks``: see ``build_dependency_graph``. Removed channels' means are folded into biases before each re-fit
-    (mean compensation: what stays for a layer that cannot be re-fitted)."""
+    (mean compensation: what stays for a layer that cannot be re-fitted). ``allocation`` "sensitivity": the kept
+    count of each group is chosen by measured output error at the FLOPs uniform pruning by ``ratio`` leaves
+    (edgecc.graph.prune.allocate); "uniform": every group loses ``ratio`` of its channels."""
     if steps < 1:
         raise BadInputError(f"pruning in steps needs at least one step, got {steps}")
     if not feeds:
         raise BadInputError("pruning with recovery needs calibration samples: none were given")
+    if allocation not in ALLOCATIONS:
+        raise BadInputError(f"unknown --allocation '{allocation}'; known: {', '.join(ALLOCATIONS)}")
     original = model.clone()
     fold_shape_computations(model)
     graph = build_dependency_graph(model, flatten_blocks=flatten_blocks)
     means = measure(graph, feeds)
     options = dict(criterion=criterion, round_to=round_to, round_from=round_from, exclude=exclude)
-    one_shot = plan_pruning(graph, ratio=ratio, **options)
+    chosen = None
+    if allocation == "sensitivity":
+        chosen = sensitivity_allocation(original, model, graph, means, feeds, ratio=ratio, flatten_blocks=flatten_blocks,
+                                        seed=seed, **options)
+    one_shot = plan_pruning(graph, ratio=ratio, kept_counts=chosen.kept if chosen else None, **options)
     # every layer of a group names it: a layer cut to one channel is no longer a source, the others still are
     targets = {layer: (g.channels, g.kept) for g in one_shot.groups if g.frozen is None for layer in g.layers}
     kept_total: dict[str, np.ndarray] = {}
-    result = RecoveredPruning(model, one_shot)
+    result = RecoveredPruning(model, one_shot, allocation=chosen)
     for step in range(1, steps + 1):
         if step > 1:
             graph = build_dependency_graph(model, flatten_blocks=flatten_blocks)

@@ -18,8 +18,9 @@ STEP_ROUND_TO, STEP_ROUND_FROM = 8, 64
 
 class PruneStep(GraphStep):
     """Remove the least important ``ratio`` of each coupled channel group. With real samples (the run's
-    calibration data) channels are ranked by activation and the layers reading removed channels re-fitted by
-    least squares to the unpruned model's outputs (edgecc.graph.prune.recover); without them by l1 norm."""
+    calibration data) channels are ranked by activation, each group's count is chosen as
+    allocate.DEFAULT_ALLOCATION says, and the layers reading removed channels re-fitted by least squares to the
+    unpruned model's outputs (edgecc.graph.prune.recover); without them by l1 norm, every group by ``ratio``."""
 
     name: ClassVar[str] = "prune"
     flag: ClassVar[str] = "--prune"
@@ -56,11 +57,12 @@ class PruneStep(GraphStep):
         from . import build_dependency_graph, materialise, plan_pruning
 
         if ctx.measured:
+            from .allocate import DEFAULT_ALLOCATION
             from .iterative import prune_iteratively
 
             plan = prune_iteratively(model, float(value), 1, ctx.batches(), criterion="activation", round_to=STEP_ROUND_TO,
-                                     round_from=STEP_ROUND_FROM).plan
-            how = "criterion=activation,least-squares-recovered"
+                                     round_from=STEP_ROUND_FROM, allocation=DEFAULT_ALLOCATION).plan
+            how = f"criterion=activation,allocation={DEFAULT_ALLOCATION},least-squares-recovered"
         else:
             fold_shape_computations(model)
             plan = plan_pruning(build_dependency_graph(model), ratio=float(value), criterion="l1", round_to=STEP_ROUND_TO,
