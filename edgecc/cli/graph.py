@@ -92,7 +92,7 @@ def _print_recovery(outcome) -> None:
             before = sum(lr["error_before"] for lr in layers) / len(layers)
             after = sum(lr["error_after"] for lr in layers) / len(layers)
             last = " in the last step" if len(outcome.recovery) > 1 else ""
-            _print(f"  {outcome.how}: {len(layers)} layers re-fitted{last} on {outcome.recovery[-1]['samples']} samples, "
+            _print(f"  {outcome.how}: {len(layers)} layer{'' if len(layers) == 1 else 's'} re-fitted{last} on {outcome.recovery[-1]['samples']} samples, "
                    f"mean relative output error per layer {before:.3g} -> {after:.3g}"
                    + (f" ({skipped} layers left as they were, see --report)" if skipped else ""))
         else:
@@ -140,7 +140,7 @@ def prune(
     mean: q.MeanOpt = None,
     std: q.StdOpt = None,
     layout: q.LayoutOpt = None,
-    allocation: Annotated[str, typer.Option("--allocation", help="uniform: every group loses --ratio of its channels; sensitivity: each group's count chosen by the output error measured on --calibration, at the FLOPs uniform leaves; default: auto")] = "auto",
+    allocation: Annotated[str, typer.Option("--allocation", help="uniform: every group loses --ratio of its channels; sensitivity: each group's count chosen by the output error measured on --calibration, at the FLOPs uniform leaves; auto: sensitivity with --calibration and recovery, else uniform")] = "auto",
     round_to: Annotated[int, typer.Option("--round-to", help="kept channels per group are a multiple of this")] = 1,
     exclude: Annotated[Optional[str], typer.Option("--exclude", help="comma-separated node names whose output channels stay")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan, write nothing")] = False,

@@ -3,6 +3,8 @@ accuracy-aware mixed precision. Models are built here from seeded weights."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx
 import onnx_ir as ir
@@ -274,12 +276,31 @@ def test_layers_the_budget_does_not_need_go_back_to_int8():
     tight = quantize_within_budget(model, cal, ev, 2.0, QuantizeSettings(samples=200))
     assert tight.within_budget and tight.drop <= 2.0
     assert "fc2" in tight.float_layers
-    added = [s for s in tight.steps if s.action == "add"][-1].float_layers
-    # every layer the greedy pass added beyond the final set was tried back in INT8 and kept there
+    within = [s for s in tight.steps if s.action in ("add", "bisect") and s.drop <= 2.0]
+    added = min(within, key=lambda s: len(s.float_layers)).float_layers
+    # the shortest prefix within the budget, then every layer of it beyond the final set tried back in INT8
+    assert set(tight.float_layers) <= set(added)
     assert len(tight.float_layers) < len(added) or len(added) == 1
     for s in tight.steps:
         if s.action == "try-remove" and s.drop <= 2.0:
             assert set(s.float_layers) == set(tight.float_layers)
+
+
+@pytest.mark.parametrize("needed", [1, 2, 3, 7, 8, 9, 40, 64])
+def test_the_shortest_prefix_is_found_in_logarithmic_evaluations(needed):
+    from edgecc.graph.quantize.mixed import shortest_prefix
+
+    calls = []
+
+    def drop_of(n, action):
+        calls.append((n, action))
+        return 0.0 if n >= needed else 10.0 - n / 10
+
+    assert shortest_prefix(64, drop_of, 0.5) == needed
+    assert len(calls) <= 2 * math.ceil(math.log2(needed)) + 1, calls
+    assert [a for _, a in calls if a == "add"] and all(a in ("add", "bisect") for _, a in calls)
+    assert shortest_prefix(64, lambda n, a: 1.0, 0.5) is None  # not even every layer in float is within
+    assert shortest_prefix(0, drop_of, 0.5) is None
 
 
 def test_a_negative_budget_is_a_clear_error():

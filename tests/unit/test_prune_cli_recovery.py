@@ -45,9 +45,12 @@ def _relative_error(a: np.ndarray, ref: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def pruned(tmp_path_factory):
-    """{"recovered" | "compensated": (CLI result, report)}, the two files beside them."""
+    """{"recovered" | "compensated": (CLI result, report)}, the two files beside them. Both cut every group by the
+    ratio (--allocation uniform; the default with --calibration chooses counts per group), so they differ only
+    in what happens to the layers reading the removed channels."""
     tmp = tmp_path_factory.mktemp("prune-cli")
-    return tmp, {"recovered": _prune(tmp, "recovered"), "compensated": _prune(tmp, "compensated", "--no-recover")}
+    return tmp, {"recovered": _prune(tmp, "recovered", "--allocation", "uniform"),
+                 "compensated": _prune(tmp, "compensated", "--no-recover")}
 
 
 def test_recovery_leaves_the_pruned_model_closer_to_the_original_on_the_calibration_digits(pruned):
@@ -96,7 +99,7 @@ def test_no_recover_writes_exactly_what_mean_compensated_pruning_writes(pruned):
 
 def test_pruning_in_steps_reaches_the_one_shot_model_size(pruned, tmp_path):
     _, runs = pruned
-    r, data = _prune(tmp_path, "steps", "--steps", "3")
+    r, data = _prune(tmp_path, "steps", "--steps", "3", "--allocation", "uniform")
     assert data["how"] == "least-squares recovery, 3 steps" and len(data["recovery"]) == 3
     kept = [s["kept"] for s in data["recovery"]]
     assert kept[0] > kept[1] > kept[2] == runs["recovered"][1]["recovery"][0]["kept"]
@@ -144,7 +147,7 @@ def test_finetune_trains_the_recovered_model_on_every_calibration_sample(pruned,
     """Recovery measures on the first 100 digits; fine-tuning uses all 200 (20 held out), and what is written is
     the trained model, not the recovered one."""
     tmp, runs = pruned
-    r, data = _prune(tmp_path, "tuned", "--finetune", "3")
+    r, data = _prune(tmp_path, "tuned", "--finetune", "3", "--allocation", "uniform")
     f = data["finetune"]
     assert data["recovery"][0]["samples"] == 100
     assert (f["train_samples"], f["held_out_samples"]) == (180, 20) and f["steps"] >= 1, f
@@ -154,3 +157,12 @@ def test_finetune_trains_the_recovered_model_on_every_calibration_sample(pruned,
     tuned, recovered = _outputs(tmp_path / "tuned.onnx", x), _outputs(tmp / "recovered.onnx", x)
     assert not np.allclose(tuned, recovered, rtol=0, atol=1e-6)  # trained weights were written
     assert data["after"] == runs["recovered"][1]["after"]  # training changes weights, never shapes
+
+
+def test_by_default_calibrated_pruning_allocates_by_sensitivity_within_uniform_flops(pruned, tmp_path):
+    _, runs = pruned
+    _, data = _prune(tmp_path, "default")
+    assert data["allocation"]["method"] == "sensitivity"
+    assert data["allocation"]["flops_budget"] >= data["allocation"]["flops_planned"]
+    assert data["after"]["flops"] <= runs["recovered"][1]["after"]["flops"]
+    assert runs["recovered"][1]["allocation"] == {"method": "uniform"}

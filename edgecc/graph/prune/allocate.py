@@ -28,8 +28,10 @@ from .plan import ChannelGroup, build_dependency_graph, plan_pruning
 from .recover import VALIDATION, kept_outputs, recover_pruned
 
 ALLOCATIONS = ("uniform", "sensitivity")
-#: what --allocation auto means where calibration samples and recovery are given (else uniform)
-DEFAULT_ALLOCATION = "uniform"
+#: what --allocation auto means where calibration samples and recovery are given (else uniform): better than uniform
+#: at the same FLOPs on every trained net measured (benchmarks/results/prune_allocation.md), for ~4 extra
+#: recoveries per group
+DEFAULT_ALLOCATION = "sensitivity"
 #: removed fractions measured per group, as multiples of the ratio (2.0: the deepest cut a group can get)
 LEVELS = (0.5, 1.0, 1.5, 2.0)
 #: rows per re-fitted layer while measuring (the final pruning uses recover.DEFAULT_MAX_ROWS, 4x as many): the
