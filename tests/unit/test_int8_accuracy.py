@@ -233,6 +233,18 @@ def test_accuracy_aware_loop_reverts_exactly_the_sensitive_layer():
         assert nodes[name].inputs[1].producer().op_type == "DequantizeLinear"
 
 
+def test_ranking_each_layer_int8_alone_finds_the_sensitive_layer():
+    from edgecc.graph.quantize.mixed import rank_by_int8_alone
+    from edgecc.graph.quantize.revert import quantized_layers
+
+    model = sensitive_mlp()
+    x = np.abs(np.random.default_rng(1).normal(size=(200, 16))).astype(np.float32)
+    q = quantize_qdq(model, _data(x), QuantizeSettings(samples=200))
+    ranking = rank_by_int8_alone(q.model, q.float_model, quantized_layers(q.model), _data(x[:64]))
+    assert [n for n, _ in ranking][0] == "fc2"
+    assert ranking[0][1] > 10 * max(e for _, e in ranking[1:]) and all(e >= 0 for _, e in ranking)
+
+
 def test_keeping_every_layer_in_float_gives_the_float_model_back():
     from edgecc.graph.quantize.revert import keep_in_float, quantized_layers
 
