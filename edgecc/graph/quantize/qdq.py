@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import onnx
 import onnx_ir as ir
@@ -25,8 +25,6 @@ from ...errors import BadInputError, ModelError
 from ..io import EXTERNAL_DATA_THRESHOLD, MAX_IR_VERSION, model_bytes, save_model
 from ._session import CalibrationReader
 
-if TYPE_CHECKING:
-    from .mixed import MixedPrecisionResult
 
 Method = Literal["minmax", "percentile", "entropy", "mse"]
 # Histogram bins for entropy calibration: onnxruntime searches thresholds in Python, O(bins^2) per tensor
@@ -94,7 +92,7 @@ class QuantizeResult:
     # the float model that was quantised (after onnxruntime's pre-processing): node names match the QDQ model's
     float_model: ir.Model | None = None
     # with an accuracy budget (quantize_prepared's max_drop): the mixed-precision search that made ``model``
-    mixed: MixedPrecisionResult | None = None
+    mixed: object | None = None  # mixed.MixedPrecisionResult, when an accuracy budget kept layers in float
 
 
 def _methods():
