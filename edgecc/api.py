@@ -169,18 +169,20 @@ def quantize(
     settings: QuantizeSettings | dict | None = None,
     *,
     input_shapes: ShapeArg = None,
-    eval_data: DataSpec | str | None = None, max_accuracy_drop: float | None = None,
+    eval_data: DataSpec | str | None = None, max_accuracy_drop: float | None = None, progress=None,
 ) -> QuantizeResult:
     """Quantise ``model`` to a QDQ INT8 ONNX file at ``output`` (written only on success), calibrated on
     ``calibration`` (a directory of images, an .npz/.npy, or ``random``: see edgecc.data). With ``eval_data`` and
-    ``max_accuracy_drop`` (points), the fewest layers that keep the drop within it stay float (``result.mixed``)."""
+    ``max_accuracy_drop`` (points), the fewest layers that keep the drop within it stay float (``result.mixed``;
+    ``progress(what, done, total)`` follows that search)."""
     from .graph.quantize import quantize_prepared
 
     out = Path(output)
     if out.suffix != ".onnx":
         raise BadInputError(f"{out}: the quantised model is written as ONNX: give a path ending in .onnx")
     prepared = prepare_model(model, input_shapes_arg(input_shapes))
-    result = quantize_prepared(prepared, calibration, settings, eval_data=eval_data, max_drop=max_accuracy_drop)
+    result = quantize_prepared(prepared, calibration, settings, eval_data=eval_data, max_drop=max_accuracy_drop,
+                               progress=progress)
     from .transform import write_model
 
     write_model(result.model, out)

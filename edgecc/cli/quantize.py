@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,6 +16,25 @@ from .int8_options import (
     DATA_HELP, BiasCorrectionOpt, EqualizeOpt, LayoutOpt, MeanOpt, MethodOpt, PerChannelOpt, SamplesOpt, StdOpt,
     data_spec, quantize_settings, random_warning_printed, warn_if_random,
 )
+
+
+@contextlib.contextmanager
+def _budget_progress(on: bool):
+    """The mixed-precision search's progress on stderr: a bar on a terminal, a line per phase in logs and pipes."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err,
+                   disable=not on or not err.is_terminal, transient=True)
+    task, phase = bar.add_task("mixed precision", total=None), [""]
+
+    def progress(what: str, done: int, total: int | None) -> None:
+        if (total is None or what != phase[0]) and not err.is_terminal:  # each evaluation; ranking once
+            err.print(f"mixed precision: {what}" + ("" if total is None else f" ({total})"), highlight=False, markup=False)
+        phase[0] = what
+        bar.update(task, completed=done, total=total, description=f"mixed precision: {what}")
+
+    with bar:
+        yield progress if on else None
 
 
 @app.command("quantize")
@@ -42,9 +63,10 @@ def quantize_cmd(
     with random_warning_printed():
         settings = quantize_settings(method, per_channel, samples, equalize, bias_correction) | {
             "activations": activations, "symmetric_activations": symmetric}
-        result = api.quantize(model, output, spec, settings, input_shapes=input_shape,
-                              eval_data=data_spec(eval_data, mean, std, layout) if eval_data is not None else None,
-                              max_accuracy_drop=max_accuracy_drop)
+        with _budget_progress(max_accuracy_drop is not None) as progress:
+            result = api.quantize(model, output, spec, settings, input_shapes=input_shape,
+                                  eval_data=data_spec(eval_data, mean, std, layout) if eval_data is not None else None,
+                                  max_accuracy_drop=max_accuracy_drop, progress=progress)
     for note in result.notes:
         if not note.startswith(FLOAT_LAYERS_NOTE):  # the JSON list for manifests: printed readably below
             out.print(f"  {note}", highlight=False, markup=False)

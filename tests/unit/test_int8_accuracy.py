@@ -227,6 +227,11 @@ def test_accuracy_aware_loop_reverts_exactly_the_sensitive_layer():
     assert result.drop <= 5.0 and result.within_budget
     assert [s.action for s in result.steps] == ["int8", "add"]  # stopped at the first model within the budget
     assert result.steps[1].drop == result.drop
+    calls = []
+    quantize_within_budget(model, cal, ev, 5.0, QuantizeSettings(samples=200), progress=lambda *a: calls.append(a))
+    ranked = [c for c in calls if c[0] == "ranking layers"]
+    assert [c[1] for c in ranked] == list(range(1, len(result.sensitivity) + 1)) and ranked[-1][2] == len(ranked)
+    assert [c for c in calls if c[2] is None] == [(f"evaluating with 1 of {len(ranked)} layers in float", 1, None)]
     nodes = {n.name: n for n in result.model.graph}
     assert all(v.producer() is None or v.producer().op_type != "DequantizeLinear" for v in nodes["fc2"].inputs)
     for name in ("fc1", "fc3"):

@@ -122,6 +122,9 @@ def test_budget_keeps_the_sensitive_layer_in_float_and_names_it_in_the_metadata(
     assert r.exit_code == 0, r.output
     text = _flat(r.stdout)
     assert "layers kept in float (1): fc2" in text and 'layers kept in float: ["fc2"]' not in text
+    # the search's progress on stderr (not a terminal here: a line per phase and per evaluation)
+    assert "mixed precision: ranking layers (3)" in r.stderr
+    assert "mixed precision: evaluating with 1 of 3 layers in float" in r.stderr
     m = re.search(r"mixed precision: FP32 ([\d.]+)%, all INT8 ([\d.]+)%, result ([\d.]+)% \(drop (-?[\d.]+) points, "
                   r"within budget\)", text)
     assert m, text

@@ -63,11 +63,12 @@ def check_budget(eval_data: DataSpec | str | None, max_drop: float | None) -> Da
 def quantize_prepared(
     model: PreparedModel, calibration: DataSpec | str, settings: QuantizeSettings | dict | None = None,
     *, dataset: Dataset | None = None, eval_data: DataSpec | str | None = None, max_drop: float | None = None,
+    progress=None,
 ) -> QuantizeResult:
     """Quantise ``model`` to QDQ INT8 on the first ``settings.samples`` samples of ``calibration``
     (``dataset``: those samples already read). With ``eval_data`` and ``max_drop`` (points of top-1 against
     its labels, else of top-1 agreement with FP32), layers are kept in float until the drop is within
-    ``max_drop``: ``result.mixed`` says which and what it measured."""
+    ``max_drop``: ``result.mixed`` says which and what it measured (``progress``: see mixed.Progress)."""
     settings = check_settings(settings)
     eval_spec = check_budget(eval_data, max_drop)
     spec = calibration_spec(calibration, settings)
@@ -83,19 +84,19 @@ def quantize_prepared(
         warnings.warn(RANDOM_WARNING, RandomCalibrationWarning, stacklevel=2)
         result.notes.append("WARNING: " + RANDOM_WARNING)
     if eval_spec is not None:
-        _within_budget(result, model, dataset, load_dataset(eval_spec, model.inputs), float(max_drop), settings)
+        _within_budget(result, model, dataset, load_dataset(eval_spec, model.inputs), float(max_drop), settings, progress)
     return result
 
 
 def _within_budget(result: QuantizeResult, model: PreparedModel, calibration: Dataset, eval_data: Dataset,
-                   max_drop: float, settings: QuantizeSettings) -> None:
+                   max_drop: float, settings: QuantizeSettings, progress=None) -> None:
     """Replace ``result.model`` by the mixed-precision model within ``max_drop`` (float layers in its metadata)."""
     if result.float_model is None:
         raise BadInputError(f"{model.source}: an accuracy budget needs the model in memory; models over 1 GiB of "
                             "weights (stored as external data) are not supported")
     t0 = time.perf_counter()
     mixed = quantize_within_budget(result.float_model, calibration, eval_data, max_drop, settings,
-                                   quantized=result.model)
+                                   quantized=result.model, progress=progress)
     mixed.model.metadata_props[FLOAT_LAYERS_KEY] = json.dumps(mixed.float_layers)
     result.model, result.mixed = mixed.model, mixed
     result.quantized_nodes = sum(1 for n in mixed.model.graph.all_nodes() if n.op_type == "QuantizeLinear")

@@ -36,6 +36,8 @@ from .qdq import QuantizeSettings, quantize_qdq
 from .revert import keep_in_float, quantized_layers
 
 Scorer = Callable[[ir.Model], float]
+#: progress(what, done, total or None): called as layers are ranked and as candidate models are evaluated
+Progress = Callable[[str, int, "int | None"], None]
 #: layers of the chosen prefix tried back in INT8, least sensitive first (each costs one evaluation)
 MAX_TRY_REMOVE = 8
 
@@ -99,30 +101,34 @@ def _subset(data: Dataset, samples: int) -> Dataset:
     return Dataset(batches, valid, None, data.source)
 
 
-def rank_by_output_error(qmodel: ir.Model, float_model: ir.Model, layers: list[str], data: Dataset
-                         ) -> list[tuple[str, float]]:
+def rank_by_output_error(qmodel: ir.Model, float_model: ir.Model, layers: list[str], data: Dataset,
+                         progress: Progress | None = None) -> list[tuple[str, float]]:
     """(layer, sensitivity) most sensitive first: how much the MSE of the first output against FP32 falls
     (relative to the all-INT8 MSE, 0-1) when only that layer is kept in float."""
     ref = outputs(float_model, data).astype(np.float64)
     base = float(np.mean((outputs(qmodel, data) - ref) ** 2)) or 1e-30
     scores = []
-    for name in layers:
+    for i, name in enumerate(layers):
         got = outputs(keep_in_float(qmodel, float_model, [name]).model, data)
         scores.append((name, (base - float(np.mean((got - ref) ** 2))) / base))
+        if progress is not None:
+            progress("ranking layers", i + 1, len(layers))
     return sorted(scores, key=lambda s: -s[1])
 
 
-def rank_by_int8_alone(qmodel: ir.Model, float_model: ir.Model, layers: list[str], data: Dataset
-                       ) -> list[tuple[str, float]]:
+def rank_by_int8_alone(qmodel: ir.Model, float_model: ir.Model, layers: list[str], data: Dataset,
+                       progress: Progress | None = None) -> list[tuple[str, float]]:
     """(layer, sensitivity) most sensitive first: the MSE of the first output against FP32, relative to FP32's
     mean square, when that layer alone is INT8 (every other candidate in float). Unlike reverting one layer of
     the all-INT8 model, a layer's own error is not drowned by the others' (deep nets spread it over dozens)."""
     ref = outputs(float_model, data).astype(np.float64)
     scale = float(np.mean(ref ** 2)) or 1e-30
     scores = []
-    for name in layers:
+    for i, name in enumerate(layers):
         got = outputs(keep_in_float(qmodel, float_model, [n for n in layers if n != name]).model, data)
         scores.append((name, float(np.mean((got - ref) ** 2)) / scale))
+        if progress is not None:
+            progress("ranking layers", i + 1, len(layers))
     return sorted(scores, key=lambda s: -s[1])
 
 
@@ -163,7 +169,7 @@ def quantize_within_budget(
     model: ir.Model, calibration: Dataset, eval_data: Dataset, max_drop: float,
     settings: QuantizeSettings = QuantizeSettings(), *, evaluate: Scorer | None = None,
     quantized: ir.Model | None = None, rank_by: Literal["output_error", "int8_alone", "metric"] = "output_error",
-    rank_samples: int = 128, layers: list[str] | None = None,
+    rank_samples: int = 128, layers: list[str] | None = None, progress: Progress | None = None,
 ) -> MixedPrecisionResult:
     """INT8 QDQ ``model`` with the fewest layers in float that keep the drop of ``evaluate`` (percent,
     default onnxruntime top-1 / agreement on ``eval_data``) within ``max_drop`` points of the FP32 model.
@@ -185,13 +191,15 @@ def quantize_within_budget(
     if rank_by == "metric":
         ranking = rank_by_metric(qmodel, model, candidates, evaluate)
     elif rank_by == "int8_alone":
-        ranking = rank_by_int8_alone(qmodel, model, candidates, _subset(eval_data, rank_samples))
+        ranking = rank_by_int8_alone(qmodel, model, candidates, _subset(eval_data, rank_samples), progress)
     else:
-        ranking = rank_by_output_error(qmodel, model, candidates, _subset(eval_data, rank_samples))
+        ranking = rank_by_output_error(qmodel, model, candidates, _subset(eval_data, rank_samples), progress)
     result.sensitivity = ranking
     names = [n for n, _ in ranking]
 
     def attempt(count: int, action: str) -> float:
+        if progress is not None:
+            progress(f"evaluating with {count} of {len(names)} layers in float", len(steps), None)
         reverted = keep_in_float(qmodel, model, names[:count])
         score = evaluate(reverted.model)
         steps.append(Step(tuple(names[:count]), score, reference - score, action))
@@ -210,6 +218,8 @@ def quantize_within_budget(
         if len(chosen) == 1 or reference - best[1] > max_drop:
             break
         trial = [n for n in chosen if n != name]
+        if progress is not None:
+            progress(f"trying {name} back in INT8", len(steps), None)
         reverted = keep_in_float(qmodel, model, trial)
         score = evaluate(reverted.model)
         steps.append(Step(tuple(trial), score, reference - score, "try-remove"))
