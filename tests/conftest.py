@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+
 import numpy as np
 import onnx
 import onnx.helper as oh
@@ -91,3 +93,16 @@ def user_metrics_installed(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).parent / "plugins"))
     monkeypatch.syspath_prepend(str(site))
     yield "mae"
+
+
+@pytest.fixture
+def torch_missing(monkeypatch):
+    """Imports of torch fail as they do where the ``train`` extra is not installed."""
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError(f"No module named '{name}'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)

@@ -5,7 +5,6 @@ the extra to install."""
 
 from __future__ import annotations
 
-import builtins
 import importlib.util
 import math
 
@@ -182,16 +181,8 @@ def test_mismatched_models_are_rejected(pruned):
         finetune_distill(teacher, teacher, [{"x": feeds[0]["input"]}], time_budget_s=1)
 
 
-def test_without_torch_the_error_names_the_extra(pruned, monkeypatch):
+def test_without_torch_the_error_names_the_extra(pruned, torch_missing):
     teacher, student, feeds = pruned
-    real_import = builtins.__import__
-
-    def no_torch(name, *args, **kwargs):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError(f"No module named '{name}'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_torch)
     with pytest.raises(MissingExtra, match=r'pip install "edgecc\[train\]"') as info:
         finetune_distill(teacher, student, feeds, time_budget_s=1)
     assert info.value.exit_code == 3

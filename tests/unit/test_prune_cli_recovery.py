@@ -6,7 +6,6 @@ the recovery's per-layer figures and the fine-tuning's."""
 
 from __future__ import annotations
 
-import builtins
 import importlib.util
 import json
 from pathlib import Path
@@ -126,15 +125,7 @@ def test_finetune_with_dry_run_is_refused(tmp_path):
     assert r.exit_code == 2 and "it cannot go with --dry-run" in r.stderr, r.stderr
 
 
-def test_finetune_without_torch_names_the_extra_before_pruning(tmp_path, monkeypatch):
-    real_import = builtins.__import__
-
-    def no_torch(name, *args, **kwargs):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError(f"No module named '{name}'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_torch)
+def test_finetune_without_torch_names_the_extra_before_pruning(tmp_path, torch_missing):
     r = runner.invoke(app, ["prune", str(MODEL), "-o", str(tmp_path / "p.onnx"), "--ratio", "0.5",
                             "--calibration", str(CALIB), "--finetune", "5"])
     assert r.exit_code == 3 and 'pip install "edgecc[train]"' in r.stderr and "Traceback" not in r.stderr, r.stderr
