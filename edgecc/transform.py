@@ -19,7 +19,7 @@ from .errors import BadInputError, VerificationError
 from .graph.analysis import analyze
 from .graph.equivalence import Equivalence, check_equivalent
 from .graph.io import PreparedModel, prepare_model, save_model
-from .graph.prune.allocate import ALLOCATIONS, DEFAULT_ALLOCATION
+from .graph.prune.allocate import ALLOCATIONS
 
 if TYPE_CHECKING:
     from .data import DataSpec
@@ -180,29 +180,6 @@ def _check_prune_options(ratio, zero_channels: bool, calibration: DataSpec | Non
     import_onnx2torch()
 
 
-def _prune_graph(model: ir.Model, feeds, *, ratio, zero_channels, criterion, round_to, excluded, recover, steps,
-                 allocation):
-    """(pruned model, plan, how, recovery steps' JSON) for ``model`` (shape computations folded; changed)."""
-    from .graph.prune import build_dependency_graph, materialise, plan_pruning
-    from .graph.prune.compensate import measure
-
-    if criterion == "auto":
-        criterion = "activation" if feeds is not None else "l1"
-    if allocation == "auto":
-        allocation = DEFAULT_ALLOCATION if feeds is not None and recover else "uniform"
-    if feeds is not None and recover:
-        from .graph.prune.iterative import prune_iteratively
-
-        result = prune_iteratively(model, ratio, steps, feeds, criterion=criterion, round_to=round_to, exclude=excluded,
-                                   allocation=allocation)
-        how = f"least-squares recovery, {steps} step{'s' if steps > 1 else ''}"
-        return result.model, result.plan, how, [s.to_json() for s in result.steps], result.allocation
-    graph = build_dependency_graph(model)
-    means = measure(graph, feeds) if feeds is not None else None
-    plan = plan_pruning(graph, ratio=ratio, criterion=criterion, round_to=round_to, exclude=excluded, zero_channels=zero_channels)
-    return materialise(plan, means), plan, "mean-compensated" if means is not None else "none", None, None
-
-
 def prune(
     model: str | os.PathLike[str],
     output: str | os.PathLike[str] | None,
@@ -237,6 +214,7 @@ def prune(
     from .graph.equivalence import EXACT_TOLERANCE
     from .graph.passes import fold_shape_computations
     from .graph.prune import check_exclude
+    from .graph.prune.iterative import prune_model
 
     _check_prune_options(ratio, zero_channels, calibration, recover, steps, finetune_s, dry_run, allocation)
     out = check_output_path(output, str(model)) if output is not None and not dry_run else None
@@ -247,9 +225,14 @@ def prune(
     # counted after folding: FLOPs inside an If whose condition folds are not counted before it does
     before = model_stats(prepared.model)
     feeds = load_dataset(calibration, prepared.inputs).batches if calibration is not None and ratio is not None else None
-    pruned, plan, how, recovery, chosen = _prune_graph(prepared.model, feeds, ratio=ratio, zero_channels=zero_channels,
-                                               criterion=criterion, round_to=round_to, excluded=excluded,
-                                               recover=recover, steps=steps, allocation=allocation)
+    pruned, plan, recovered = prune_model(prepared.model, ratio, feeds, criterion=criterion, round_to=round_to,
+                                          exclude=excluded, zero_channels=zero_channels, recover=recover, steps=steps,
+                                          allocation=allocation)
+    if recovered is not None:
+        how = f"least-squares recovery, {steps} step{'s' if steps > 1 else ''}"
+        recovery, chosen = [st.to_json() for st in recovered.steps], recovered.allocation
+    else:
+        how, recovery, chosen = ("mean-compensated" if feeds is not None else "none"), None, None
     finetune = None
     if finetune_s is not None:
         from .graph.finetune import finetune_distill

@@ -15,7 +15,7 @@ import onnx_ir as ir
 
 from ...errors import BadInputError
 from ..passes import fold_shape_computations
-from .allocate import ALLOCATIONS, Allocation, sensitivity_allocation
+from .allocate import ALLOCATIONS, DEFAULT_ALLOCATION, Allocation, sensitivity_allocation
 from .compensate import measure
 from .materialise import materialise
 from .plan import PruningPlan, build_dependency_graph, plan_pruning
@@ -106,3 +106,26 @@ def prune_iteratively(
         recovery = recover_pruned(original, model, feeds, kept=kept_total, ridge=ridge, max_rows=max_rows, seed=seed)
         result.steps.append(PruningStep(sum(g.kept for g in plan.groups), recovery))
     return result
+
+
+def prune_model(model: ir.Model, ratio: float | None, feeds: list[dict[str, np.ndarray]] | None, *,
+                criterion: str = "auto", round_to: int = 1, round_from: int = 0, exclude: set[str] | None = None,
+                zero_channels: bool = False, recover: bool = True, steps: int = 1, allocation: str = "auto",
+                ) -> tuple[ir.Model, PruningPlan, RecoveredPruning | None]:
+    """The pruning ``edgecc prune`` and the ``--prune`` graph step share. With real samples ``feeds`` and
+    ``recover``: :func:`prune_iteratively` (criterion "auto": activation; allocation "auto": DEFAULT_ALLOCATION).
+    Otherwise one plan materialised, removed channels' means folded into biases when ``feeds`` are given
+    (criterion "auto": activation with feeds, else l1). Returns (pruned model, plan, the recovery or None)."""
+    if criterion == "auto":
+        criterion = "activation" if feeds is not None else "l1"
+    if feeds is not None and recover:
+        result = prune_iteratively(model, ratio, steps, feeds, criterion=criterion, round_to=round_to,
+                                   round_from=round_from, exclude=exclude,
+                                   allocation=DEFAULT_ALLOCATION if allocation == "auto" else allocation)
+        return result.model, result.plan, result
+    fold_shape_computations(model)
+    graph = build_dependency_graph(model)
+    means = measure(graph, feeds) if feeds is not None else None
+    plan = plan_pruning(graph, ratio=ratio, criterion=criterion, round_to=round_to, round_from=round_from,
+                        exclude=exclude, zero_channels=zero_channels)
+    return materialise(plan, means), plan, None

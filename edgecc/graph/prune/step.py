@@ -53,20 +53,11 @@ class PruneStep(GraphStep):
         return 0.0
 
     def apply(self, model: ir.Model, value: object, ctx: StepContext) -> str:
-        from ..passes import fold_shape_computations
-        from . import build_dependency_graph, materialise, plan_pruning
+        from .allocate import DEFAULT_ALLOCATION
+        from .iterative import prune_model
 
-        if ctx.measured:
-            from .allocate import DEFAULT_ALLOCATION
-            from .iterative import prune_iteratively
-
-            plan = prune_iteratively(model, float(value), 1, ctx.batches(), criterion="activation", round_to=STEP_ROUND_TO,
-                                     round_from=STEP_ROUND_FROM, allocation=DEFAULT_ALLOCATION).plan
-            how = f"criterion=activation,allocation={DEFAULT_ALLOCATION},least-squares-recovered"
-        else:
-            fold_shape_computations(model)
-            plan = plan_pruning(build_dependency_graph(model), ratio=float(value), criterion="l1", round_to=STEP_ROUND_TO,
-                                round_from=STEP_ROUND_FROM)
-            materialise(plan)
-            how = "criterion=l1"
+        _, plan, recovered = prune_model(model, float(value), ctx.batches() if ctx.measured else None,
+                                         round_to=STEP_ROUND_TO, round_from=STEP_ROUND_FROM)
+        how = (f"criterion=activation,allocation={DEFAULT_ALLOCATION},least-squares-recovered" if recovered is not None
+               else "criterion=l1")
         return f"prune(ratio={value:g},{how},round-to={STEP_ROUND_TO},removed={plan.removed_channels})"
